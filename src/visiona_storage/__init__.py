@@ -1,0 +1,55 @@
+"""visiona-storage: one `Store` interface with S3 semantics, over local files, memory or S3.
+
+import visiona_storage as vs
+
+with vs.LocalFSStore("./data/storage") as store:
+    store.put("models/u1/yolov5.nef", data, metadata={"framework": "onnx"})
+    with store.get("models/u1/yolov5.nef") as reader:
+        chunk = reader.read(1 << 20)
+"""
+
+from ._body import PutData
+from ._content_types import guess_content_type
+from ._errors import (
+    ConfigError,
+    InvalidArgumentError,
+    InvalidKeyError,
+    KeyConflictError,
+    NotFoundError,
+    PreconditionFailedError,
+    SignatureError,
+    SizeMismatchError,
+    StorageError,
+    StorageFullError,
+    UnsupportedError,
+)
+from ._keys import check_key
+from ._models import ObjectInfo, ObjectReader
+from ._store import Store
+from .backends.localfs import LocalFSStore
+from .backends.memory import MemoryStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "InvalidArgumentError",
+    "InvalidKeyError",
+    "KeyConflictError",
+    "LocalFSStore",
+    "MemoryStore",
+    "NotFoundError",
+    "ObjectInfo",
+    "ObjectReader",
+    "PreconditionFailedError",
+    "PutData",
+    "SignatureError",
+    "SizeMismatchError",
+    "StorageError",
+    "StorageFullError",
+    "Store",
+    "UnsupportedError",
+    "__version__",
+    "check_key",
+    "guess_content_type",
+]

@@ -1,0 +1,106 @@
+"""Validation of `Store` arguments other than keys: metadata, content types, sizes,
+ranges, conditions and TTLs. Each check returns the clean value or raises
+`InvalidArgumentError` (also a ``ValueError``)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+
+from ._errors import InvalidArgumentError
+
+MAX_METADATA_BYTES = 2048
+"""S3's limit: the UTF-8 bytes of all metadata keys and values together."""
+
+MAX_TTL_SECONDS = 7 * 24 * 3600
+"""S3's limit for a presigned URL: 7 days."""
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]+")
+
+
+def check_metadata(metadata: Mapping[str, str] | None, key: str | None = None) -> dict[str, str]:
+    """Return `metadata` with keys lowercased, as S3 stores them.
+
+    Keys must be HTTP header tokens, unique once lowercased; values any unicode
+    text; keys and values together at most 2 KB of UTF-8.
+    """
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise InvalidArgumentError(f"metadata must be a mapping, not {type(metadata).__name__}", key)
+    clean: dict[str, str] = {}
+    total = 0
+    for name, value in metadata.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise InvalidArgumentError(
+                f"metadata keys and values must be str, got {type(name).__name__}: {type(value).__name__}",
+                key,
+            )
+        if not _TOKEN.fullmatch(name):
+            raise InvalidArgumentError(f"metadata key {name!r} is not an HTTP header token", key)
+        lowered = name.lower()
+        if lowered in clean:
+            raise InvalidArgumentError(f"metadata key {name!r} repeats another one, case aside", key)
+        try:
+            total += len(lowered) + len(value.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise InvalidArgumentError(f"metadata value of {name!r} is not valid unicode text", key) from None
+        clean[lowered] = value
+    if total > MAX_METADATA_BYTES:
+        raise InvalidArgumentError(
+            f"metadata is {total} bytes of UTF-8, over the limit of {MAX_METADATA_BYTES}", key
+        )
+    return clean
+
+
+def check_content_type(content_type: str | None, key: str | None = None) -> str | None:
+    """Return `content_type` if it is printable ASCII that fits an HTTP header."""
+    if content_type is None:
+        return None
+    if not isinstance(content_type, str) or not _HEADER_VALUE.fullmatch(content_type):
+        raise InvalidArgumentError(f"content_type {content_type!r} is not a printable ASCII string", key)
+    return content_type
+
+
+def check_size(size: int, key: str | None = None) -> int:
+    """Return `size` if it is -1 (unknown) or a byte count."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < -1:
+        raise InvalidArgumentError(f"size must be an int >= -1 (-1 for unknown), not {size!r}", key)
+    return size
+
+
+def check_range(start: int, end: int | None, key: str | None = None) -> tuple[int, int | None]:
+    """Return (start, end) if they describe the slice ``[start, end)`` of an object."""
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        raise InvalidArgumentError(f"start must be an int >= 0, not {start!r}", key)
+    if end is not None and (isinstance(end, bool) or not isinstance(end, int) or end < start):
+        raise InvalidArgumentError(f"end must be None or an int >= start ({start}), not {end!r}", key)
+    return start, end
+
+
+def check_conditions(
+    if_match: str | None, if_none_match: str | None, key: str | None = None
+) -> tuple[str | None, str | None]:
+    """Return the conditions of a conditional `put`: at most one, ``if_none_match="*"``."""
+    if if_match is not None and if_none_match is not None:
+        raise InvalidArgumentError("give if_match or if_none_match, not both", key)
+    if if_none_match is not None and if_none_match != "*":
+        raise InvalidArgumentError(f"if_none_match supports only '*', not {if_none_match!r}", key)
+    if if_match is not None and (not isinstance(if_match, str) or not if_match.strip('"')):
+        raise InvalidArgumentError(f"if_match must be an ETag string, not {if_match!r}", key)
+    return (if_match.strip('"') if if_match is not None else None), if_none_match
+
+
+def check_ttl(ttl: timedelta | int | float, key: str | None = None) -> int:
+    """Return `ttl` in whole seconds if it is positive and at most 7 days."""
+    if isinstance(ttl, timedelta):
+        seconds = ttl.total_seconds()
+    elif isinstance(ttl, (int, float)) and not isinstance(ttl, bool):
+        seconds = float(ttl)
+    else:
+        raise InvalidArgumentError(f"ttl must be a timedelta or seconds, not {type(ttl).__name__}", key)
+    if not 1 <= seconds <= MAX_TTL_SECONDS:
+        raise InvalidArgumentError(f"ttl must be between 1 second and 7 days, not {seconds:g} seconds", key)
+    return int(seconds)

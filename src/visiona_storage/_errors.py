@@ -1,0 +1,81 @@
+"""The exception tree of visiona-storage.
+
+Every error a `Store` raises is a `StorageError`; backends translate their own
+failures (``OSError``, ``botocore`` errors) into this tree, so calling code never
+sees a raw backend exception::
+
+    StorageError
+    ├── NotFoundError            (also FileNotFoundError)   no object at that key
+    ├── InvalidKeyError          (also ValueError)          the key breaks the key rules
+    ├── InvalidArgumentError     (also ValueError)          bad metadata, range, TTL, size...
+    │   └── SizeMismatchError                               the data did not match `size`
+    ├── PreconditionFailedError                             if_match / if_none_match failed
+    ├── KeyConflictError                                    `a/b` and `a/b/c` on a filesystem
+    ├── SignatureError                                      a presigned URL failed verification
+    ├── ConfigError                                         a bad configuration field
+    ├── StorageFullError                                    the backend has no space left
+    └── UnsupportedError        (also NotImplementedError) the backend lacks the capability
+"""
+
+from __future__ import annotations
+
+import errno
+
+
+class StorageError(Exception):
+    """Base of every error raised by visiona-storage.
+
+    `key` is the object key the error concerns, or ``None`` where none applies.
+    """
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class NotFoundError(StorageError, FileNotFoundError):
+    """No object exists at `key`."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message, key)
+        self.errno = errno.ENOENT
+        self.strerror = message
+
+
+class InvalidKeyError(StorageError, ValueError):
+    """The key (or prefix) breaks the key rules; nothing was done."""
+
+
+class InvalidArgumentError(StorageError, ValueError):
+    """An argument other than the key is invalid (metadata, range, TTL, size...)."""
+
+
+class SizeMismatchError(InvalidArgumentError):
+    """The data given to `put` was shorter or longer than its declared size; nothing was stored."""
+
+
+class PreconditionFailedError(StorageError):
+    """A conditional write (`if_match` / `if_none_match`) failed; nothing was stored."""
+
+
+class KeyConflictError(StorageError):
+    """The key cannot coexist with an existing object (``a/b`` vs ``a/b/c`` on a filesystem)."""
+
+
+class SignatureError(StorageError):
+    """A presigned URL is expired, tampered with, or signed by an unknown key."""
+
+
+class ConfigError(StorageError):
+    """The configuration is invalid; the message names the field."""
+
+
+class StorageFullError(StorageError):
+    """The backend ran out of space; the previous version of the object is intact."""
+
+
+class UnsupportedError(StorageError, NotImplementedError):
+    """The backend does not offer this operation."""

@@ -1,0 +1,105 @@
+"""The one key rule set, enforced for every backend before any backend code runs.
+
+A key is UTF-8, 1 to 1024 bytes, made of ``/``-separated segments of 1 to 200
+bytes each. No segment is empty, ``.`` or ``..``; no ``\\``; no control
+characters; no segment ends in a name the local layout reserves. Anything else
+(spaces, unicode, ``% & $ ' " < >``) round-trips byte for byte.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ._errors import InvalidKeyError
+
+MAX_KEY_BYTES = 1024
+MAX_SEGMENT_BYTES = 200
+
+SIDECAR_SUFFIX = ".meta.json"
+"""Suffix of the local backend's metadata file beside each object."""
+
+TEMP_SUFFIX = ".vs-tmp"
+"""Suffix of the local backend's temporary files."""
+
+INTERNAL_DIR = ".visiona-storage"
+"""Folder under the local root for the store's own files (signing keys)."""
+
+RESERVED_SUFFIXES = (SIDECAR_SUFFIX, TEMP_SUFFIX)
+
+# C0 controls, DEL and C1 controls.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def check_key(key: object) -> str:
+    """Return `key` unchanged if it obeys the key rules.
+
+    Raises `InvalidKeyError` (also a ``ValueError``) naming the broken rule.
+    """
+    if not isinstance(key, str):
+        raise InvalidKeyError(f"key must be a str, not {type(key).__name__}", None)
+    problem = key_problem(key)
+    if problem is not None:
+        raise InvalidKeyError(f"invalid key {key!r}: {problem}", key)
+    return key
+
+
+def key_problem(key: str) -> str | None:
+    """Say which rule `key` breaks, or return ``None`` for a valid key."""
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "not valid unicode text (lone surrogate)"
+    if size == 0:
+        return "empty"
+    if size > MAX_KEY_BYTES:
+        return f"{size} bytes long, over the limit of {MAX_KEY_BYTES}"
+    if _CONTROL.search(key):
+        return "contains a control character"
+    if "\\" in key:
+        return "contains a backslash"
+    if key.startswith("/"):
+        return "starts with '/'"
+    for segment in key.split("/"):
+        problem = segment_problem(segment)
+        if problem is not None:
+            return problem
+    return None
+
+
+def segment_problem(segment: str) -> str | None:
+    """Say which rule one ``/``-separated segment breaks, or return ``None``."""
+    if segment == "":
+        return "has an empty segment ('//' or a trailing '/')"
+    if segment in (".", ".."):
+        return f"has a {segment!r} segment"
+    if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
+        return f"has a segment over {MAX_SEGMENT_BYTES} bytes"
+    if segment == INTERNAL_DIR:
+        return f"uses the reserved name {INTERNAL_DIR!r}"
+    for suffix in RESERVED_SUFFIXES:
+        if segment.endswith(suffix):
+            return f"has a segment ending in the reserved suffix {suffix!r}"
+    return None
+
+
+def check_prefix(prefix: object) -> str:
+    """Return `prefix` if it is a str that could start a key.
+
+    Any string is a valid prefix as long as it is text of at most 1024 bytes;
+    a prefix no valid key can start with simply lists nothing. Raises
+    `InvalidKeyError` otherwise.
+    """
+    if not isinstance(prefix, str):
+        raise InvalidKeyError(f"prefix must be a str, not {type(prefix).__name__}", None)
+    try:
+        size = len(prefix.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidKeyError(f"invalid prefix {prefix!r}: not valid unicode text", prefix) from None
+    if size > MAX_KEY_BYTES:
+        raise InvalidKeyError(f"invalid prefix: {size} bytes long, over {MAX_KEY_BYTES}", prefix)
+    return prefix
+
+
+def sort_key(key: str) -> bytes:
+    """The order S3 lists keys in: ascending UTF-8 bytes."""
+    return key.encode("utf-8")

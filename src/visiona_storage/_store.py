@@ -1,0 +1,206 @@
+"""`Store`: the one interface calling code uses, with S3 semantics.
+
+Public methods validate every argument once (keys, metadata, ranges, sizes,
+TTLs), then call the backend's hook (`_put`, `_get`, ...). A backend therefore
+never sees an invalid key and implements only the hooks; each hook's docstring
+states the errors it must raise.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Mapping
+from datetime import timedelta
+from types import TracebackType
+
+from . import _arguments as args
+from ._body import Body, PutData
+from ._content_types import guess_content_type
+from ._errors import StorageError, UnsupportedError
+from ._keys import check_key, check_prefix
+from ._models import ObjectInfo, ObjectReader
+
+DEFAULT_TTL = timedelta(minutes=15)
+
+
+class Store(abc.ABC):
+    """An object store with S3 semantics; backends subclass it.
+
+    Instances are safe to share between threads. Use as a context manager, or
+    call `close` when done.
+    """
+
+    _closed: bool = False
+
+    def put(
+        self,
+        key: str,
+        data: PutData,
+        size: int = -1,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+        *,
+        if_match: str | None = None,
+        if_none_match: str | None = None,
+    ) -> ObjectInfo:
+        """Store `data` at `key`, replacing any object there, and return what `stat` would.
+
+        `data` is bytes, a binary file object (read in chunks) or an iterable of
+        bytes; `size` is its length, or -1 if unknown. `content_type` defaults to
+        a guess from the key's extension. With ``if_none_match="*"`` the put only
+        creates; with ``if_match=etag`` it only replaces that version.
+
+        Raises `InvalidKeyError`, `InvalidArgumentError` (bad metadata, content
+        type or size), `SizeMismatchError` (data not of `size` bytes),
+        `PreconditionFailedError`, `KeyConflictError`, `StorageFullError`, or
+        `StorageError`; on any error nothing is stored and the previous version
+        is intact.
+        """
+        self._check_open()
+        key = check_key(key)
+        clean_metadata = args.check_metadata(metadata, key)
+        content_type = args.check_content_type(content_type, key) or guess_content_type(key)
+        size = args.check_size(size, key)
+        if_match, if_none_match = args.check_conditions(if_match, if_none_match, key)
+        body = Body(data, size, key)
+        return self._put(
+            key, body, clean_metadata, content_type, if_match=if_match, if_none_match=if_none_match
+        )
+
+    def get(self, key: str, start: int = 0, end: int | None = None) -> ObjectReader:
+        """Open the object at `key` for reading, bytes ``[start, end)`` like a slice.
+
+        An `end` past the object is clamped; a `start` at or past its end reads
+        nothing. The reader's `info` describes the whole object. Raises
+        `NotFoundError`, `InvalidKeyError`, `InvalidArgumentError` or `StorageError`.
+        """
+        self._check_open()
+        key = check_key(key)
+        start, end = args.check_range(start, end, key)
+        return self._get(key, start, end)
+
+    def stat(self, key: str) -> ObjectInfo:
+        """Return the `ObjectInfo` of `key` without reading its data.
+
+        Raises `NotFoundError`, `InvalidKeyError` or `StorageError`.
+        """
+        self._check_open()
+        return self._stat(check_key(key))
+
+    def delete(self, key: str) -> None:
+        """Delete the object at `key`; deleting a missing key is not an error.
+
+        Raises `InvalidKeyError` or `StorageError`.
+        """
+        self._check_open()
+        self._delete(check_key(key))
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Iterate lazily over the objects whose key starts with `prefix`.
+
+        Keys come in ascending UTF-8 byte order, as S3 lists them. `key`, `size`,
+        `etag` and `last_modified` are always set; `content_type` and `metadata`
+        may be empty. Raises `InvalidKeyError` for a prefix that is not text.
+        """
+        self._check_open()
+        return self._list(check_prefix(prefix))
+
+    def presigned_get_url(self, key: str, ttl: timedelta | int | float = DEFAULT_TTL) -> str:
+        """Return a URL that lets anyone holding it GET `key` for `ttl` (at most 7 days).
+
+        Raises `InvalidKeyError`, `InvalidArgumentError`, `UnsupportedError`.
+        """
+        self._check_open()
+        key = check_key(key)
+        return self._presigned_url("GET", key, args.check_ttl(ttl, key), None, None)
+
+    def presigned_put_url(
+        self,
+        key: str,
+        ttl: timedelta | int | float = DEFAULT_TTL,
+        content_type: str | None = None,
+        *,
+        max_size: int | None = None,
+    ) -> str:
+        """Return a URL that lets anyone holding it PUT `key` for `ttl` (at most 7 days).
+
+        The upload must carry `content_type` (default: the guess from the key) and,
+        where the backend supports it, be at most `max_size` bytes. Raises
+        `InvalidKeyError`, `InvalidArgumentError`, `UnsupportedError`.
+        """
+        self._check_open()
+        key = check_key(key)
+        content_type = args.check_content_type(content_type, key) or guess_content_type(key)
+        if max_size is not None:
+            max_size = args.check_size(max_size, key)
+        return self._presigned_url("PUT", key, args.check_ttl(ttl, key), content_type, max_size)
+
+    def close(self) -> None:
+        """Release the backend's resources; further calls raise `StorageError`."""
+        if not self._closed:
+            self._closed = True
+            self._close()
+
+    @property
+    def closed(self) -> bool:
+        """True once `close` has been called."""
+        return self._closed
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError(f"{type(self).__name__} is closed")
+
+    # Backend hooks: arguments arrive validated.
+
+    @abc.abstractmethod
+    def _put(
+        self,
+        key: str,
+        body: Body,
+        metadata: dict[str, str],
+        content_type: str,
+        *,
+        if_match: str | None,
+        if_none_match: str | None,
+    ) -> ObjectInfo:
+        """Store the body atomically. Must raise `SizeMismatchError` (from `body`),
+        `PreconditionFailedError`, `KeyConflictError`, `StorageFullError` or
+        `StorageError`, storing nothing. An exception raised by the caller's data
+        propagates unchanged, also storing nothing."""
+
+    @abc.abstractmethod
+    def _get(self, key: str, start: int, end: int | None) -> ObjectReader:
+        """Open a reader of ``[start, min(end, size))``. Must raise `NotFoundError`."""
+
+    @abc.abstractmethod
+    def _stat(self, key: str) -> ObjectInfo:
+        """Must raise `NotFoundError` for a missing key."""
+
+    @abc.abstractmethod
+    def _delete(self, key: str) -> None:
+        """Delete if present; a missing key is not an error."""
+
+    @abc.abstractmethod
+    def _list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Yield objects under `prefix` in ascending UTF-8 byte order of keys."""
+
+    def _presigned_url(
+        self, method: str, key: str, ttl_seconds: int, content_type: str | None, max_size: int | None
+    ) -> str:
+        """Return a presigned URL for `method` ("GET" or "PUT"). Must raise
+        `UnsupportedError` if the backend cannot presign."""
+        raise UnsupportedError(f"{type(self).__name__} cannot make presigned URLs", key)
+
+    def _close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
+        """Release resources; called once."""

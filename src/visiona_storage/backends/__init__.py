@@ -1,0 +1,1 @@
+"""The backends behind `Store`: memory, localfs, s3."""

@@ -1,0 +1,543 @@
+"""`LocalFSStore`: objects as plain files under a root folder."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import stat
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+from ..._body import Body
+from ..._content_types import guess_content_type
+from ..._errors import (
+    InvalidKeyError,
+    KeyConflictError,
+    NotFoundError,
+    PreconditionFailedError,
+    StorageError,
+    StorageFullError,
+)
+from ..._keys import SIDECAR_SUFFIX, TEMP_SUFFIX, key_problem, segment_problem
+from ..._models import DEFAULT_CHUNK_SIZE, ObjectInfo, ObjectReader
+from ..._store import Store
+from . import _sidecar as sidecar
+from . import _tree as tree
+from ._tempfile import TempFile, is_stale
+
+log = logging.getLogger("visiona_storage.localfs")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_READ_ATTEMPTS = 50
+_STALE_TEMP_AGE = 60.0
+
+
+class LocalFSStore(Store):
+    """A `Store` keeping key ``a/b/c.nef`` as the file ``root/a/b/c.nef``.
+
+    Metadata lives in ``c.nef.meta.json`` beside it. Writes stream to a temp file
+    in the same folder and are published by rename; with `fsync` (the default)
+    data, sidecar and folder are synced before `put` returns. Nothing outside
+    `root` is ever read or written, and symlinks under it are never followed.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str] = "./data/storage",
+        base_url: str = "http://localhost:3001/storage",
+        *,
+        fsync: bool = True,
+    ) -> None:
+        self.root = os.path.abspath(os.fspath(root))
+        self.base_url = base_url.rstrip("/")
+        self.fsync = fsync
+        try:
+            os.makedirs(self.root, exist_ok=True)
+            self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise StorageError(f"cannot open storage root {self.root!r}: {exc.strerror}") from exc
+
+    def __repr__(self) -> str:
+        return f"LocalFSStore(root={self.root!r}, fsync={self.fsync})"
+
+    # put
+
+    def _put(
+        self,
+        key: str,
+        body: Body,
+        metadata: dict[str, str],
+        content_type: str,
+        *,
+        if_match: str | None,
+        if_none_match: str | None,
+    ) -> ObjectInfo:
+        folders, name = _split(key)
+        with _os_errors(key, "store"):
+            dir_fd = tree.open_folder(self._root_fd, folders, create=True, key=key)
+            assert dir_fd is not None
+            try:
+                # Fail fast before streaming; the check that counts is repeated at commit.
+                self._check_slot(dir_fd, name, key)
+                self._check_condition(dir_fd, name, key, if_match, if_none_match)
+                temp = TempFile(dir_fd)
+            finally:
+                os.close(dir_fd)
+            try:
+                etag = self._write(temp, body)
+                st = temp.stat()
+                version = sidecar.Version(sidecar.FileIdentity.of(st), etag, content_type, metadata)
+                self._commit(key, temp, version, if_match, if_none_match)
+            finally:
+                temp.discard()
+        return _info(key, version, st)
+
+    def _write(self, temp: TempFile, body: Body) -> str:
+        digest = hashlib.sha256()
+        for chunk in body:
+            digest.update(chunk)
+            temp.write(chunk)
+        if self.fsync:
+            temp.sync()
+        return digest.hexdigest()
+
+    def _commit(
+        self,
+        key: str,
+        temp: TempFile,
+        version: sidecar.Version,
+        if_match: str | None,
+        if_none_match: str | None,
+    ) -> None:
+        folders, name = _split(key)
+        for _ in range(_MAX_READ_ATTEMPTS):
+            dir_fd = tree.open_folder(self._root_fd, folders, create=True, key=key)
+            assert dir_fd is not None
+            try:
+                with tree.folder_lock(dir_fd):
+                    self._check_slot(dir_fd, name, key, clear_empty_folder=True)
+                    current = self._check_condition(dir_fd, name, key, if_match, if_none_match)
+                    versions = [version] + ([current] if current is not None else [])
+                    self._write_sidecar(dir_fd, name, versions)
+                    temp.publish(dir_fd, name)
+                    if self.fsync:
+                        tree.fsync_folder(dir_fd)
+                    return
+            except tree.FolderVanishedError:
+                continue
+            finally:
+                os.close(dir_fd)
+        raise StorageError(f"the folder of {key!r} keeps disappearing", key)
+
+    def _write_sidecar(self, dir_fd: int, name: str, versions: list[sidecar.Version]) -> None:
+        target = name + SIDECAR_SUFFIX
+        staging = target + TEMP_SUFFIX
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(staging, flags, 0o644, dir_fd=dir_fd)
+        try:
+            os.write(fd, sidecar.encode(versions))
+            if self.fsync:
+                os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            tree.unlink(dir_fd, staging)
+            raise
+        os.close(fd)
+        os.rename(staging, target, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        if self.fsync:
+            # The sidecar naming the new file must be durable before the file is renamed in.
+            tree.fsync_folder(dir_fd)
+
+    def _check_slot(self, dir_fd: int, name: str, key: str, *, clear_empty_folder: bool = False) -> None:
+        st = tree.lstat(dir_fd, name)
+        if st is None or stat.S_ISREG(st.st_mode):
+            return
+        if stat.S_ISLNK(st.st_mode):
+            raise tree.symlink_error(key, key)
+        if stat.S_ISDIR(st.st_mode):
+            if clear_empty_folder:
+                if tree.remove_if_empty(dir_fd, name):
+                    return
+            elif not _has_entries(dir_fd, name):
+                return
+            raise KeyConflictError(
+                f"cannot store {key!r}: objects exist under {key + '/'!r}, and on a "
+                f"filesystem a folder cannot also be an object",
+                key,
+            )
+        raise StorageError(f"{key!r} is not a regular file", key)
+
+    def _check_condition(
+        self, dir_fd: int, name: str, key: str, if_match: str | None, if_none_match: str | None
+    ) -> sidecar.Version | None:
+        """Check the put's condition against the object in place; return its version.
+
+        An object whose sidecar is unreadable can be overwritten, but matches no ETag.
+        """
+        try:
+            current: sidecar.Version | None = self._version(dir_fd, name, key)[0]
+            exists = True
+        except NotFoundError:
+            current, exists = None, False
+        except sidecar.CorruptSidecarError:
+            current, exists = None, True
+        if if_none_match == "*" and exists:
+            raise PreconditionFailedError(f"object {key!r} already exists", key)
+        if if_match is not None and (current is None or current.etag != if_match):
+            raise PreconditionFailedError(f"object {key!r} is not at ETag {if_match!r}", key)
+        return current
+
+    # get, stat
+
+    def _get(self, key: str, start: int, end: int | None) -> ObjectReader:
+        folders, name = _split(key)
+        with _os_errors(key, "read"):
+            dir_fd = self._folder(folders, key)
+            try:
+                fd, version, st = self._open(dir_fd, name, key)
+            finally:
+                os.close(dir_fd)
+            stop = st.st_size if end is None else min(end, st.st_size)
+            return _FileReader(_info(key, version, st), fd, min(start, stop), stop)
+
+    def _stat(self, key: str) -> ObjectInfo:
+        folders, name = _split(key)
+        with _os_errors(key, "stat"):
+            dir_fd = self._folder(folders, key)
+            try:
+                version, st = self._version(dir_fd, name, key)
+            finally:
+                os.close(dir_fd)
+        return _info(key, version, st)
+
+    def _folder(self, folders: list[str], key: str) -> int:
+        dir_fd = tree.open_folder(self._root_fd, folders, create=False, key=key)
+        if dir_fd is None:
+            raise NotFoundError(f"no object at key {key!r}", key)
+        return dir_fd
+
+    def _open(self, dir_fd: int, name: str, key: str) -> tuple[int, sidecar.Version, os.stat_result]:
+        """Open the data file and find the version that describes exactly that file."""
+        seen: tuple[object, ...] | None = None
+        for _ in range(_MAX_READ_ATTEMPTS):
+            fd = self._open_data(dir_fd, name, key)
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    raise NotFoundError(f"no object at key {key!r}", key)
+                versions, side_id = self._read_sidecar(dir_fd, name, key)
+                version = sidecar.match(versions, st) if versions is not None else None
+                if version is None and (versions is None or seen == (st, side_id)):
+                    version = _adopt(fd, st, key)
+                if version is not None:
+                    return fd, version, st
+                seen = (st, side_id)  # a writer committed meanwhile; look again
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)
+        raise StorageError(f"object {key!r} keeps changing while being opened", key)
+
+    def _version(self, dir_fd: int, name: str, key: str) -> tuple[sidecar.Version, os.stat_result]:
+        """Like `_open`, without opening the data unless it has no version (a foreign file)."""
+        seen: tuple[object, ...] | None = None
+        for _ in range(_MAX_READ_ATTEMPTS):
+            st = tree.lstat(dir_fd, name)
+            if st is None or stat.S_ISDIR(st.st_mode):
+                raise NotFoundError(f"no object at key {key!r}", key)
+            if stat.S_ISLNK(st.st_mode):
+                raise tree.symlink_error(key, key)
+            versions, side_id = self._read_sidecar(dir_fd, name, key)
+            version = sidecar.match(versions, st) if versions is not None else None
+            if version is not None:
+                return version, st
+            if versions is None or seen == (st, side_id):
+                fd, version, st = self._open(dir_fd, name, key)
+                os.close(fd)
+                return version, st
+            seen = (st, side_id)
+        raise StorageError(f"object {key!r} keeps changing while being read", key)
+
+    def _open_data(self, dir_fd: int, name: str, key: str) -> int:
+        try:
+            return os.open(name, tree.FILE_FLAGS, dir_fd=dir_fd)
+        except FileNotFoundError:
+            raise NotFoundError(f"no object at key {key!r}", key) from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise tree.symlink_error(key, key) from None
+            raise
+
+    def _read_sidecar(
+        self, dir_fd: int, name: str, key: str
+    ) -> tuple[list[sidecar.Version] | None, tuple[int, int] | None]:
+        """The versions in the sidecar and the sidecar file's identity; (None, None) if absent."""
+        try:
+            fd = os.open(name + SIDECAR_SUFFIX, tree.FILE_FLAGS, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return None, None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise tree.symlink_error(key, key + SIDECAR_SUFFIX) from None
+            raise
+        try:
+            st = os.fstat(fd)
+            raw = os.read(fd, max(st.st_size, 1) + 1)
+        finally:
+            os.close(fd)
+        return sidecar.decode(raw), (st.st_ino, st.st_mtime_ns)
+
+    # delete
+
+    def _delete(self, key: str) -> None:
+        folders, name = _split(key)
+        with _os_errors(key, "delete"):
+            dir_fd = tree.open_folder(self._root_fd, folders, create=False, key=key)
+            if dir_fd is None:
+                return
+            try:
+                with tree.folder_lock(dir_fd):
+                    st = tree.lstat(dir_fd, name)
+                    if st is not None and stat.S_ISLNK(st.st_mode):
+                        raise tree.symlink_error(key, key)
+                    if st is not None and stat.S_ISREG(st.st_mode):
+                        tree.unlink(dir_fd, name)
+                    tree.unlink(dir_fd, name + SIDECAR_SUFFIX)
+                    if self.fsync:
+                        tree.fsync_folder(dir_fd)
+            except tree.FolderVanishedError:
+                return
+            finally:
+                os.close(dir_fd)
+            tree.prune_empty_folders(self._root_fd, folders, key)
+
+    # list
+
+    def _list(self, prefix: str) -> Iterator[ObjectInfo]:
+        folders, start = _split(prefix)
+        if any(segment_problem(part) for part in folders):
+            return
+        with _os_errors(prefix, "list"):
+            try:
+                dir_fd = tree.open_folder(self._root_fd, folders, create=False, key=prefix)
+            except StorageError:
+                return
+            if dir_fd is None:
+                return
+            yield from self._walk(dir_fd, "".join(f + "/" for f in folders), start)
+
+    def _walk(self, top_fd: int, top_prefix: str, start: str) -> Iterator[ObjectInfo]:
+        """Yield the objects under the open folder `top_fd` in S3 order; closes `top_fd`."""
+        stack: list[tuple[int, str, Iterator[tuple[str, bool]]]] = []
+        try:
+            stack.append((top_fd, top_prefix, iter(_sorted_entries(top_fd, top_prefix, start))))
+            while stack:
+                dir_fd, prefix, entries = stack[-1]
+                entry = next(entries, None)
+                if entry is None:
+                    os.close(dir_fd)
+                    stack.pop()
+                    continue
+                name, is_dir = entry
+                if is_dir:
+                    try:
+                        child = os.open(name, tree.DIR_FLAGS, dir_fd=dir_fd)
+                    except OSError:
+                        continue  # removed or replaced meanwhile
+                    below = prefix + name + "/"
+                    stack.append((child, below, iter(_sorted_entries(child, below, ""))))
+                    continue
+                info = self._list_entry(dir_fd, name, prefix + name)
+                if info is not None:
+                    yield info
+        finally:
+            for dir_fd, _, _ in stack:
+                os.close(dir_fd)
+
+    def _list_entry(self, dir_fd: int, name: str, key: str) -> ObjectInfo | None:
+        try:
+            version, st = self._version(dir_fd, name, key)
+        except NotFoundError:
+            return None  # deleted while listing
+        except sidecar.CorruptSidecarError as exc:
+            log.warning("list skips %r: %s", key, _corrupt(key, exc))
+            return None
+        except StorageError as exc:
+            log.warning("list skips %r: %s", key, exc)
+            return None
+        return _info(key, version, st)
+
+    # maintenance
+
+    def cleanup(self, *, min_age_seconds: float = _STALE_TEMP_AGE) -> int:
+        """Remove what crashed writers left under the root; return how many files.
+
+        That is temp files whose writer is gone and sidecars whose object is
+        gone. Safe to run while other threads and processes use the store.
+        """
+        self._check_open()
+        removed = 0
+        with _os_errors(None, "clean up"):
+            pending: list[list[str]] = [[]]
+            while pending:
+                folders = pending.pop()
+                dir_fd = tree.open_folder(self._root_fd, folders, create=False, key="/".join(folders))
+                if dir_fd is None:
+                    continue
+                try:
+                    removed += self._cleanup_folder(dir_fd, folders, min_age_seconds, pending)
+                finally:
+                    os.close(dir_fd)
+        return removed
+
+    def _cleanup_folder(
+        self, dir_fd: int, folders: list[str], min_age_seconds: float, pending: list[list[str]]
+    ) -> int:
+        removed = 0
+        now = time.time()
+        with os.scandir(dir_fd) as scan:
+            entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in scan]
+        pending.extend([*folders, name] for name, is_dir in entries if is_dir)
+        try:
+            with tree.folder_lock(dir_fd):
+                for name, is_dir in entries:
+                    if not is_dir and self._is_leftover(dir_fd, name, min_age_seconds, now):
+                        removed += tree.unlink(dir_fd, name)
+        except tree.FolderVanishedError:
+            pass
+        return removed
+
+    def _is_leftover(self, dir_fd: int, name: str, min_age_seconds: float, now: float) -> bool:
+        if name.endswith(TEMP_SUFFIX):
+            return is_stale(dir_fd, name, min_age_seconds, now)
+        if name.endswith(SIDECAR_SUFFIX):
+            data = tree.lstat(dir_fd, name[: -len(SIDECAR_SUFFIX)])
+            return data is None or not stat.S_ISREG(data.st_mode)
+        return False
+
+    def _close(self) -> None:
+        os.close(self._root_fd)
+
+
+class _FileReader(ObjectReader):
+    def __init__(self, info: ObjectInfo, fd: int, start: int, stop: int) -> None:
+        super().__init__(info, stop - start)
+        self._fd = fd
+        self._offset = start
+
+    def _read(self, size: int) -> bytes:
+        with _os_errors(self.info.key, "read"):
+            data = os.pread(self._fd, size, self._offset)
+        self._offset += len(data)
+        return data
+
+    def _readinto(self, view: memoryview) -> int:
+        with _os_errors(self.info.key, "read"):
+            count = os.preadv(self._fd, [view], self._offset)
+        self._offset += count
+        return count
+
+    def _release(self) -> None:
+        os.close(self._fd)
+
+    def fileno(self) -> int:
+        return self._fd
+
+
+def _split(key: str) -> tuple[list[str], str]:
+    """``"a/b/c"`` -> (``["a", "b"]``, ``"c"``)."""
+    *folders, name = key.split("/")
+    return folders, name
+
+
+def _sorted_entries(dir_fd: int, prefix: str, start: str) -> list[tuple[str, bool]]:
+    """The folder's objects and subfolders as (name, is_folder), in S3 key order.
+
+    A folder ``d`` sorts as ``d/``, which places every key below it exactly where
+    S3's byte order puts it. Only names that are valid keys are listed: never
+    sidecars, temp files, symlinks or the store's own folder.
+    """
+    found = []
+    with os.scandir(dir_fd) as scan:
+        for entry in scan:
+            name = entry.name
+            is_dir = entry.is_dir(follow_symlinks=False)
+            if not is_dir and not entry.is_file(follow_symlinks=False):
+                continue
+            if segment_problem(name) is not None:
+                continue
+            try:
+                order = name.encode("utf-8") + (b"/" if is_dir else b"")
+            except UnicodeEncodeError:
+                continue  # not a UTF-8 name: never made by this store
+            if start and not order.startswith(start.encode("utf-8")):
+                continue
+            if is_dir or key_problem(prefix + name) is None:
+                found.append((order, name, is_dir))
+    found.sort()
+    return [(name, is_dir) for _, name, is_dir in found]
+
+
+def _adopt(fd: int, st: os.stat_result, key: str) -> sidecar.Version:
+    """A version for a data file with no sidecar of ours (copied in by hand)."""
+    digest = hashlib.sha256()
+    offset = 0
+    while chunk := os.pread(fd, DEFAULT_CHUNK_SIZE, offset):
+        digest.update(chunk)
+        offset += len(chunk)
+    return sidecar.Version(sidecar.FileIdentity.of(st), digest.hexdigest(), guess_content_type(key), {})
+
+
+def _info(key: str, version: sidecar.Version, st: os.stat_result) -> ObjectInfo:
+    return ObjectInfo(
+        key=key,
+        size=st.st_size,
+        content_type=version.content_type,
+        last_modified=_EPOCH + timedelta(microseconds=st.st_mtime_ns // 1000),
+        etag=version.etag,
+        metadata=dict(version.metadata),
+    )
+
+
+def _has_entries(dir_fd: int, name: str) -> bool:
+    try:
+        fd = os.open(name, tree.DIR_FLAGS, dir_fd=dir_fd)
+    except OSError:
+        return True
+    try:
+        with os.scandir(fd) as scan:
+            return any(True for _ in scan)
+    finally:
+        os.close(fd)
+
+
+def _corrupt(key: str, exc: sidecar.CorruptSidecarError) -> StorageError:
+    return StorageError(
+        f"the metadata of {key!r} is unreadable (its {SIDECAR_SUFFIX} sidecar is truncated "
+        f"or invalid: {exc}); delete or overwrite the object",
+        key,
+    )
+
+
+@contextmanager
+def _os_errors(key: str | None, action: str) -> Iterator[None]:
+    """Translate ``OSError`` into the `StorageError` tree; the one place that does."""
+    try:
+        yield
+    except sidecar.CorruptSidecarError as exc:
+        raise _corrupt(key or "", exc) from None
+    except OSError as exc:
+        if isinstance(exc, StorageError):
+            raise
+        what = f"{key!r}" if key is not None else "the store"
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StorageFullError(f"cannot {action} {what}: no space left on the device", key) from exc
+        if exc.errno == errno.ENAMETOOLONG:
+            raise InvalidKeyError(f"cannot {action} {what}: name too long for this filesystem", key) from exc
+        if exc.errno == errno.ELOOP:
+            raise StorageError(f"cannot {action} {what}: a symlink is in the way", key) from exc
+        raise StorageError(f"cannot {action} {what}: {exc.strerror or exc}", key) from exc

@@ -1,0 +1,108 @@
+"""Temporary files that become objects by an atomic rename.
+
+On Linux a temp file is made with ``O_TMPFILE``: it has no name while it is
+written, so a writer that is killed or hits a full disk leaves nothing behind.
+It is linked as ``<name>.vs-tmp`` only inside the folder lock, just before the
+rename that publishes it. Elsewhere it is a named ``.vs-<random>.vs-tmp`` file.
+Either way its writer holds an ``flock`` on it for its whole life, so a clean-up
+can tell a dead writer's leftover (lock free) from a live one's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import secrets
+
+from ..._keys import TEMP_SUFFIX
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_CLOEXEC
+_O_TMPFILE: int = getattr(os, "O_TMPFILE", 0)
+_CAN_LINK_UNNAMED = bool(_O_TMPFILE) and os.path.isdir("/proc/self/fd")
+RANDOM_PREFIX = ".vs-"
+
+
+class TempFile:
+    """A file being written in a folder; invisible to readers until `publish`."""
+
+    def __init__(self, dir_fd: int) -> None:
+        self.dir_fd = dir_fd
+        self.name: str | None = None
+        self.fd = self._create(dir_fd)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except BaseException:
+            self.discard()
+            raise
+
+    def _create(self, dir_fd: int) -> int:
+        if _CAN_LINK_UNNAMED:
+            try:
+                return os.open(".", _O_TMPFILE | _WRITE_FLAGS, 0o644, dir_fd=dir_fd)
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                    raise
+        self.name = f"{RANDOM_PREFIX}{secrets.token_hex(16)}{TEMP_SUFFIX}"
+        flags = _WRITE_FLAGS | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        return os.open(self.name, flags, 0o644, dir_fd=dir_fd)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self.fd, view)
+            view = view[written:]
+
+    def sync(self) -> None:
+        os.fsync(self.fd)
+
+    def stat(self) -> os.stat_result:
+        return os.fstat(self.fd)
+
+    def publish(self, dir_fd: int, name: str) -> None:
+        """Rename the file to `name` in folder `dir_fd`, replacing what is there.
+
+        The caller holds that folder's lock. An unnamed file is first linked as
+        ``<name>.vs-tmp``, a name only ever made under that lock.
+        """
+        if self.name is None:
+            staging = name + TEMP_SUFFIX
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(staging, dir_fd=dir_fd)
+            os.link(f"/proc/self/fd/{self.fd}", staging, dst_dir_fd=dir_fd, follow_symlinks=True)
+            self.name, self.dir_fd = staging, dir_fd
+        os.rename(self.name, name, src_dir_fd=self.dir_fd, dst_dir_fd=dir_fd)
+        self.name = None
+
+    def discard(self) -> None:
+        """Close the file and remove it if it still has a temporary name."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if self.name is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.name, dir_fd=self.dir_fd)
+            self.name = None
+
+
+def is_stale(dir_fd: int, name: str, min_age_seconds: float, now: float) -> bool:
+    """True if the temp file `name` was left by a writer that is gone.
+
+    The caller holds the folder's lock, so no live writer is publishing here:
+    any temp file whose ``flock`` is free is a leftover, except a random-named one
+    younger than `min_age_seconds` (its writer may not have locked it yet).
+    """
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        young = now - os.fstat(fd).st_mtime < min_age_seconds
+        return not (name.startswith(RANDOM_PREFIX) and young)
+    finally:
+        os.close(fd)

@@ -1,0 +1,684 @@
+"""`StoreConformance`: behaviour-named tests of every promise calling code can see."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+import pytest
+
+from .._arguments import MAX_METADATA_BYTES
+from .._errors import (
+    InvalidArgumentError,
+    InvalidKeyError,
+    KeyConflictError,
+    NotFoundError,
+    PreconditionFailedError,
+    SizeMismatchError,
+    StorageError,
+    UnsupportedError,
+)
+from .._keys import INTERNAL_DIR, SIDECAR_SUFFIX, TEMP_SUFFIX
+from .._models import ObjectInfo, ObjectReader
+from .._store import Store
+
+MiB = 1 << 20
+
+BAD_KEYS: list[Any] = [
+    "",
+    "a" * 1025,
+    "x/" + "a" * 201,
+    "..",
+    "a/../b",
+    "a/./b",
+    ".",
+    "a//b",
+    "a/",
+    "/abs",
+    "a\\b",
+    "a\x00b",
+    "a\nb",
+    "tab\there",
+    "del\x7f",
+    "c1\x85control",
+    "lone\ud800surrogate",
+    "model" + SIDECAR_SUFFIX,
+    "a/b" + SIDECAR_SUFFIX + "/c",
+    "x" + TEMP_SUFFIX,
+    INTERNAL_DIR + "/signing-key",
+    b"bytes",
+    None,
+    42,
+]
+"""Keys every backend must refuse with `InvalidKeyError`."""
+
+ODD_KEYS: list[str] = [
+    "with space",
+    " leading and trailing ",
+    "unicode/模型/yolov5 v2.nef",
+    "emoji/🤖.onnx",
+    "specials/% & $ ' \" < >",
+    "specials/_ - + = ; : , @ ! ( ) [ ] { } ~ ^ `",
+    "query?x=1#frag",
+    "percent/%2F%2e%2e%00",
+    ".hidden/.file",
+    "...",
+    "a.meta",
+    "meta.json",
+    "é/e\u0301",
+    "/".join(["x" * 200] * 4 + ["y" * 196]),
+    "z" * 200,
+]
+"""Unusual keys every backend must accept and round-trip byte for byte."""
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read_all(reader: ObjectReader) -> bytes:
+    with reader:
+        return reader.read()
+
+
+class StoreConformance:
+    """Mix into a ``Test...`` class that provides a ``store`` fixture (a fresh empty store).
+
+    Capability flags: set one to ``False`` where the backend lacks it, and the
+    tests that need it are skipped with a reason saying so.
+    """
+
+    supports_presigned_urls: ClassVar[bool] = True
+    """The backend makes presigned GET and PUT URLs."""
+
+    supports_conditional_writes: ClassVar[bool] = True
+    """``put(if_none_match="*")`` and ``put(if_match=etag)`` are enforced by the backend."""
+
+    allows_object_as_prefix: ClassVar[bool] = True
+    """``a/b`` and ``a/b/c`` may both be objects; if not, the second put must raise
+    `KeyConflictError` and change nothing (a filesystem)."""
+
+    large_object_size: ClassVar[int] = 12 * MiB
+    """Size of the object used to exercise streaming (and multipart) puts."""
+
+    def _require(self, flag: str) -> None:
+        if not getattr(self, flag):
+            pytest.skip(f"{type(self).__name__} declares {flag} = False")
+
+    # Round trips.
+
+    def test_put_then_get_returns_the_same_bytes(self, store: Store) -> None:
+        store.put("models/u1/yolov5.nef", b"weights")
+        assert _read_all(store.get("models/u1/yolov5.nef")) == b"weights"
+
+    def test_put_returns_what_stat_returns(self, store: Store) -> None:
+        info = store.put("a/b.json", b"{}", metadata={"Owner": "u1"})
+        assert store.stat("a/b.json") == info
+        assert info.key == "a/b.json"
+        assert info.size == 2
+        assert info.content_type == "application/json"
+        assert info.metadata == {"owner": "u1"}
+
+    def test_put_accepts_a_binary_file_object(self, store: Store) -> None:
+        data = bytes(range(256)) * 5000
+        info = store.put("file-object", io.BytesIO(data))
+        assert info.size == len(data)
+        assert _read_all(store.get("file-object")) == data
+
+    def test_put_accepts_a_file_object_with_its_size(self, store: Store) -> None:
+        data = b"0123456789" * 1000
+        assert store.put("sized", io.BytesIO(data), size=len(data)).size == len(data)
+        assert _read_all(store.get("sized")) == data
+
+    def test_put_accepts_an_iterable_of_bytes(self, store: Store) -> None:
+        chunks: list[bytes | bytearray | memoryview] = [
+            b"a" * 1000,
+            bytearray(b"b" * 10),
+            memoryview(b"c" * 5),
+            b"",
+        ]
+        store.put("iterable", iter(chunks))
+        assert _read_all(store.get("iterable")) == b"a" * 1000 + b"b" * 10 + b"c" * 5
+
+    def test_put_accepts_bytearray_and_memoryview(self, store: Store) -> None:
+        store.put("bytearray", bytearray(b"xyz"))
+        store.put("memoryview", memoryview(b"uvw"))
+        assert _read_all(store.get("bytearray")) == b"xyz"
+        assert _read_all(store.get("memoryview")) == b"uvw"
+
+    def test_large_stream_of_unknown_size_round_trips(self, store: Store) -> None:
+        size = self.large_object_size
+        block = bytes(range(256)) * 256  # 64 KiB
+        count = size // len(block)
+        info = store.put("large/stream.bin", (block for _ in range(count)))
+        assert info.size == count * len(block)
+        digest = hashlib.sha256()
+        with store.get("large/stream.bin") as reader:
+            for chunk in reader.iter_chunks(MiB):
+                digest.update(chunk)
+        assert digest.hexdigest() == hashlib.sha256(block * count).hexdigest()
+        assert store.stat("large/stream.bin").size == count * len(block)
+
+    def test_large_object_of_known_size_round_trips(self, store: Store) -> None:
+        data = (bytes(range(251)) * (self.large_object_size // 251 + 1))[: self.large_object_size]
+        store.put("large/known.bin", io.BytesIO(data), size=len(data))
+        assert _sha(_read_all(store.get("large/known.bin"))) == _sha(data)
+
+    def test_empty_object_round_trips(self, store: Store) -> None:
+        info = store.put("empty", b"")
+        assert info.size == 0
+        assert _read_all(store.get("empty")) == b""
+        assert store.stat("empty").size == 0
+
+    def test_overwrite_replaces_data_and_metadata(self, store: Store) -> None:
+        store.put("k", b"old", metadata={"v": "1"}, content_type="text/plain")
+        info = store.put("k", b"new data", metadata={"v": "2"})
+        assert _read_all(store.get("k")) == b"new data"
+        assert store.stat("k") == info
+        assert info.metadata == {"v": "2"}
+        assert info.content_type == "application/octet-stream"
+
+    def test_overwrite_without_metadata_leaves_none(self, store: Store) -> None:
+        store.put("k", b"old", metadata={"framework": "onnx"})
+        store.put("k", b"new")
+        assert store.stat("k").metadata == {}
+
+    # Missing keys and deletes.
+
+    def test_stat_of_missing_key_raises_not_found(self, store: Store) -> None:
+        with pytest.raises(NotFoundError) as caught:
+            store.stat("missing/key")
+        assert isinstance(caught.value, FileNotFoundError)
+        assert isinstance(caught.value, StorageError)
+        assert caught.value.key == "missing/key"
+
+    def test_get_of_missing_key_raises_not_found(self, store: Store) -> None:
+        with pytest.raises(NotFoundError) as caught:
+            store.get("missing")
+        assert caught.value.key == "missing"
+
+    def test_a_prefix_of_objects_is_not_an_object(self, store: Store) -> None:
+        store.put("folder/inside", b"x")
+        with pytest.raises(NotFoundError):
+            store.stat("folder")
+        with pytest.raises(NotFoundError):
+            store.get("folder")
+
+    def test_delete_removes_the_object(self, store: Store) -> None:
+        store.put("gone", b"x")
+        store.delete("gone")
+        with pytest.raises(NotFoundError):
+            store.stat("gone")
+        with pytest.raises(NotFoundError):
+            store.get("gone")
+        assert [i.key for i in store.list()] == []
+
+    def test_delete_of_missing_key_is_not_an_error(self, store: Store) -> None:
+        store.delete("never/was")
+        store.put("once", b"x")
+        store.delete("once")
+        store.delete("once")
+
+    def test_delete_leaves_other_keys(self, store: Store) -> None:
+        store.put("d/a", b"a")
+        store.put("d/b", b"b")
+        store.delete("d/a")
+        assert [i.key for i in store.list()] == ["d/b"]
+
+    def test_key_can_be_reused_as_a_prefix_after_delete(self, store: Store) -> None:
+        store.put("x/y", b"1")
+        store.delete("x/y")
+        store.put("x", b"2")
+        store.delete("x")
+        store.put("x/y/z", b"3")
+        assert [i.key for i in store.list()] == ["x/y/z"]
+
+    # ETag and last_modified.
+
+    def test_etag_changes_when_content_changes(self, store: Store) -> None:
+        first = store.put("e", b"one").etag
+        second = store.put("e", b"two").etag
+        assert first != second
+        assert store.stat("e").etag == second
+
+    def test_etag_has_no_quotes(self, store: Store) -> None:
+        etag = store.put("e", b"data").etag
+        assert etag
+        assert '"' not in etag
+
+    def test_last_modified_is_utc_and_recent(self, store: Store) -> None:
+        before = datetime.now(UTC) - timedelta(minutes=5)
+        info = store.put("t", b"x")
+        after = datetime.now(UTC) + timedelta(minutes=5)
+        assert info.last_modified.tzinfo is not None
+        assert info.last_modified.utcoffset() == timedelta(0)
+        assert before <= info.last_modified <= after
+
+    # Metadata.
+
+    def test_metadata_round_trips_unicode_values(self, store: Store) -> None:
+        metadata = {
+            "title": "模型 v2",
+            "emoji": "🤖 ok",
+            "spaces": "  padded  ",
+            "quotes": "\"'<>&%",
+            "empty": "",
+            "newline": "line1\nline2",
+            "encoded-looking": "=?UTF-8?B?5qih5Z6L?=",
+        }
+        store.put("m", b"x", metadata=metadata)
+        assert store.stat("m").metadata == metadata
+        with store.get("m") as reader:
+            assert reader.info.metadata == metadata
+
+    def test_metadata_keys_are_stored_lowercase(self, store: Store) -> None:
+        info = store.put("m", b"x", metadata={"Framework": "ONNX", "X-Trace_ID": "7"})
+        assert info.metadata == {"framework": "ONNX", "x-trace_id": "7"}
+        assert store.stat("m").metadata == info.metadata
+
+    def test_metadata_of_exactly_2kb_is_accepted(self, store: Store) -> None:
+        metadata = {"k": "v" * (MAX_METADATA_BYTES - 1)}
+        assert store.put("m", b"x", metadata=metadata).metadata == metadata
+        assert store.stat("m").metadata == metadata
+
+    @pytest.mark.parametrize(
+        "metadata",
+        [
+            {"k": "v" * MAX_METADATA_BYTES},
+            {"k": "模" * 700},
+            {"bad key": "v"},
+            {"bad:key": "v"},
+            {"": "v"},
+            {"ключ": "v"},
+            {"Same": "1", "same": "2"},
+            {"k": 1},
+            {1: "v"},
+            {"k": None},
+            {"k": "lone\ud800"},
+        ],
+        ids=lambda m: repr(m)[:40],
+    )
+    def test_bad_metadata_is_rejected_and_nothing_stored(self, store: Store, metadata: Any) -> None:
+        store.put("m", b"before", metadata={"v": "1"})
+        with pytest.raises(InvalidArgumentError) as caught:
+            store.put("m", b"after", metadata=metadata)
+        assert isinstance(caught.value, ValueError)
+        assert isinstance(caught.value, StorageError)
+        assert _read_all(store.get("m")) == b"before"
+        assert store.stat("m").metadata == {"v": "1"}
+
+    # Content types.
+
+    @pytest.mark.parametrize(
+        ("key", "expected"),
+        [
+            ("models/yolov5.nef", "application/octet-stream"),
+            ("models/resnet.ONNX", "application/octet-stream"),
+            ("models/weights.bin", "application/octet-stream"),
+            ("models/meta.json", "application/json"),
+            ("snap/frame.png", "image/png"),
+            ("no-extension", "application/octet-stream"),
+            ("odd.unknown-ext", "application/octet-stream"),
+            (".hidden", "application/octet-stream"),
+        ],
+    )
+    def test_content_type_is_guessed_from_the_extension(self, store: Store, key: str, expected: str) -> None:
+        assert store.put(key, b"x").content_type == expected
+        assert store.stat(key).content_type == expected
+
+    def test_explicit_content_type_is_kept(self, store: Store) -> None:
+        info = store.put("model.nef", b"x", content_type="application/x-kneron-nef")
+        assert info.content_type == "application/x-kneron-nef"
+        assert store.stat("model.nef").content_type == "application/x-kneron-nef"
+        with store.get("model.nef") as reader:
+            assert reader.info.content_type == "application/x-kneron-nef"
+
+    @pytest.mark.parametrize("content_type", ["text/plain\r\nX-Evil: 1", "", "模型/x", 5])
+    def test_bad_content_type_is_rejected(self, store: Store, content_type: Any) -> None:
+        with pytest.raises(InvalidArgumentError):
+            store.put("ct", b"x", content_type=content_type)
+        with pytest.raises(NotFoundError):
+            store.stat("ct")
+
+    # Sizes and broken data.
+
+    @pytest.mark.parametrize("kind", ["bytes", "file", "iterable"])
+    @pytest.mark.parametrize("declared", [5, 7], ids=["shorter", "longer"])
+    def test_data_not_matching_its_size_stores_nothing(self, store: Store, kind: str, declared: int) -> None:
+        store.put("sized", b"old version", metadata={"v": "old"})
+        data = b"123456"
+        body: Any = {"bytes": data, "file": io.BytesIO(data), "iterable": iter([data[:3], data[3:]])}[kind]
+        with pytest.raises(SizeMismatchError) as caught:
+            store.put("sized", body, size=declared, metadata={"v": "new"})
+        assert isinstance(caught.value, StorageError)
+        assert _read_all(store.get("sized")) == b"old version"
+        assert store.stat("sized").metadata == {"v": "old"}
+
+    def test_size_mismatch_on_a_new_key_leaves_no_object(self, store: Store) -> None:
+        with pytest.raises(SizeMismatchError):
+            store.put("new/key", iter([b"abc"]), size=10)
+        with pytest.raises(NotFoundError):
+            store.stat("new/key")
+        assert list(store.list()) == []
+
+    def test_error_raised_by_the_callers_data_stores_nothing(self, store: Store) -> None:
+        store.put("k", b"intact")
+
+        class UploadAbortedError(Exception):
+            pass
+
+        def broken() -> Iterator[bytes]:
+            yield b"x" * MiB
+            raise UploadAbortedError
+
+        with pytest.raises(UploadAbortedError):
+            store.put("k", broken())
+        assert _read_all(store.get("k")) == b"intact"
+        with pytest.raises(UploadAbortedError):
+            store.put("other", broken())
+        assert [i.key for i in store.list()] == ["k"]
+
+    @pytest.mark.parametrize("data", ["text", 12, object(), [1, 2]], ids=["str", "int", "object", "ints"])
+    def test_data_that_is_not_bytes_is_rejected(self, store: Store, data: Any) -> None:
+        with pytest.raises(InvalidArgumentError):
+            store.put("k", data)
+        with pytest.raises(NotFoundError):
+            store.stat("k")
+
+    @pytest.mark.parametrize("size", [-2, 1.5, "3", True])
+    def test_bad_size_is_rejected(self, store: Store, size: Any) -> None:
+        with pytest.raises(InvalidArgumentError):
+            store.put("k", b"abc", size=size)
+
+    # Readers and ranges.
+
+    def test_reader_reads_in_chunks(self, store: Store) -> None:
+        data = bytes(range(256)) * 100
+        store.put("r", data)
+        with store.get("r") as reader:
+            parts = []
+            while chunk := reader.read(1000):
+                assert len(chunk) <= 1000
+                parts.append(chunk)
+            assert reader.read(10) == b""
+        assert b"".join(parts) == data
+
+    def test_reader_readinto_fills_a_buffer(self, store: Store) -> None:
+        store.put("r", b"abcdefghij")
+        buffer = bytearray(4)
+        with store.get("r") as reader:
+            got = b""
+            while count := reader.readinto(buffer):
+                got += bytes(buffer[:count])
+        assert got == b"abcdefghij"
+
+    def test_reader_is_a_binary_file_object(self, store: Store) -> None:
+        store.put("r", b"line1\nline2\n")
+        with store.get("r") as reader:
+            assert reader.readable()
+            assert isinstance(reader, io.IOBase)
+            assert reader.readline() == b"line1\n"
+            assert reader.read() == b"line2\n"
+        assert reader.closed
+
+    def test_reader_iter_chunks_yields_everything(self, store: Store) -> None:
+        data = b"z" * (3 * MiB + 17)
+        store.put("r", data)
+        with store.get("r") as reader:
+            chunks = list(reader.iter_chunks(MiB))
+        assert [len(c) for c in chunks] == [MiB, MiB, MiB, 17]
+
+    def test_reader_info_describes_the_whole_object(self, store: Store) -> None:
+        info = store.put("r", b"0123456789", metadata={"a": "b"})
+        with store.get("r", start=2, end=4) as reader:
+            assert reader.info == info
+            assert reader.read() == b"23"
+
+    @pytest.mark.parametrize(
+        ("start", "end"),
+        [(0, None), (0, 10), (3, 7), (0, 1), (9, 10), (5, 5), (0, 0), (4, None)],
+    )
+    def test_range_reads_a_slice(self, store: Store, start: int, end: int | None) -> None:
+        data = b"0123456789"
+        store.put("r", data)
+        assert _read_all(store.get("r", start=start, end=end)) == data[start:end]
+
+    def test_range_end_past_the_object_is_clamped(self, store: Store) -> None:
+        store.put("r", b"0123456789")
+        assert _read_all(store.get("r", start=7, end=1000)) == b"789"
+        assert _read_all(store.get("r", 2, 11)) == b"23456789"
+
+    @pytest.mark.parametrize("start", [10, 11, 10_000])
+    def test_range_starting_at_or_past_the_end_reads_nothing(self, store: Store, start: int) -> None:
+        store.put("r", b"0123456789")
+        assert _read_all(store.get("r", start=start)) == b""
+        assert _read_all(store.get("r", start=start, end=start + 5)) == b""
+
+    def test_range_of_an_empty_object_reads_nothing(self, store: Store) -> None:
+        store.put("r", b"")
+        assert _read_all(store.get("r", start=0, end=10)) == b""
+
+    def test_range_in_a_large_object(self, store: Store) -> None:
+        data = bytes(range(256)) * (4 * 4096)  # 4 MiB
+        store.put("r", data)
+        assert _read_all(store.get("r", start=MiB - 3, end=3 * MiB + 5)) == data[MiB - 3 : 3 * MiB + 5]
+
+    @pytest.mark.parametrize(("start", "end"), [(-1, None), (5, 4), (0, -1), (1.0, None), ("0", None)])
+    def test_bad_range_is_rejected(self, store: Store, start: Any, end: Any) -> None:
+        store.put("r", b"0123456789")
+        with pytest.raises(InvalidArgumentError):
+            store.get("r", start=start, end=end)
+
+    # Listing.
+
+    def test_list_yields_keys_in_utf8_byte_order(self, store: Store) -> None:
+        keys = ["a0", "a/b", "a-c", "b", "b-c", "é", "z", "Z", "a b", "~", "模型", "🤖", "a.", "a/a", "a/b0"]
+        if self.allows_object_as_prefix:
+            keys += ["a", "a/b/c"]
+        for key in keys:
+            store.put(key, key.encode())
+        listed = [info.key for info in store.list()]
+        assert listed == sorted(keys, key=lambda k: k.encode("utf-8"))
+
+    def test_list_puts_a_dash_before_a_slash_before_a_zero(self, store: Store) -> None:
+        for key in ["a0", "a/b", "a-c"]:
+            store.put(key, b"x")
+        assert [info.key for info in store.list()] == ["a-c", "a/b", "a0"]
+
+    def test_list_filters_by_prefix(self, store: Store) -> None:
+        for key in ["models/u1/a.nef", "models/u1/b.onnx", "models/u10/c", "models/u2/d", "modelsx", "other"]:
+            store.put(key, b"x")
+        assert [i.key for i in store.list("models/u1/")] == ["models/u1/a.nef", "models/u1/b.onnx"]
+        assert [i.key for i in store.list("models/u1")] == [
+            "models/u1/a.nef",
+            "models/u1/b.onnx",
+            "models/u10/c",
+        ]
+        assert [i.key for i in store.list("models/u1/b")] == ["models/u1/b.onnx"]
+        assert [i.key for i in store.list("models")] == [
+            "models/u1/a.nef",
+            "models/u1/b.onnx",
+            "models/u10/c",
+            "models/u2/d",
+            "modelsx",
+        ]
+        assert [i.key for i in store.list("nothing/here/")] == []
+        assert [i.key for i in store.list("models/u1/a.nef")] == ["models/u1/a.nef"]
+
+    @pytest.mark.parametrize("prefix", ["../", "a//", "/", "\\", "x\x00", ".", INTERNAL_DIR + "/"])
+    def test_list_with_a_prefix_no_key_can_have_is_empty(self, store: Store, prefix: str) -> None:
+        store.put("a/b", b"x")
+        assert list(store.list(prefix)) == []
+
+    def test_list_sets_key_size_etag_and_last_modified(self, store: Store) -> None:
+        info = store.put("l/x.json", b"12345", metadata={"k": "v"})
+        (listed,) = list(store.list("l/"))
+        assert isinstance(listed, ObjectInfo)
+        assert listed.key == info.key
+        assert listed.size == 5
+        assert listed.etag == info.etag
+        assert abs(listed.last_modified - info.last_modified) < timedelta(seconds=2)
+        assert listed.last_modified.utcoffset() == timedelta(0)
+        assert listed.content_type in ("", info.content_type)
+        assert listed.metadata in ({}, info.metadata)
+
+    def test_list_is_lazy(self, store: Store) -> None:
+        for i in range(5):
+            store.put(f"lazy/{i}", b"x")
+        listing = store.list("lazy/")
+        assert iter(listing) is listing
+        assert next(listing).key == "lazy/0"
+        assert [i.key for i in itertools.islice(listing, 2)] == ["lazy/1", "lazy/2"]
+
+    def test_list_of_an_empty_store_is_empty(self, store: Store) -> None:
+        assert list(store.list()) == []
+
+    def test_list_of_many_keys_is_complete_and_ordered(self, store: Store) -> None:
+        keys = [f"many/{i % 7}/{i:04d}" for i in range(300)] + [f"many/{i}" for i in range(10, 40)]
+        for key in keys:
+            store.put(key, key.encode())
+        listed = [info.key for info in store.list("many/")]
+        assert listed == sorted(keys, key=lambda k: k.encode("utf-8"))
+
+    @pytest.mark.parametrize("prefix", [b"bytes", None, 3, "lone\ud800"])
+    def test_list_with_a_prefix_that_is_not_text_is_rejected(self, store: Store, prefix: Any) -> None:
+        with pytest.raises(InvalidKeyError):
+            store.list(prefix)
+
+    # Keys.
+
+    @pytest.mark.parametrize("key", BAD_KEYS, ids=lambda k: repr(k)[:30])
+    def test_invalid_keys_are_rejected_by_every_method(self, store: Store, key: Any) -> None:
+        calls: list[Callable[[], object]] = [
+            lambda: store.put(key, b"x"),
+            lambda: store.get(key),
+            lambda: store.stat(key),
+            lambda: store.delete(key),
+            lambda: store.presigned_get_url(key),
+            lambda: store.presigned_put_url(key),
+        ]
+        for call in calls:
+            with pytest.raises(InvalidKeyError) as caught:
+                call()
+            assert isinstance(caught.value, ValueError)
+        assert list(store.list()) == []
+
+    @pytest.mark.parametrize("key", ODD_KEYS, ids=lambda k: repr(k)[:30])
+    def test_odd_but_valid_keys_round_trip(self, store: Store, key: str) -> None:
+        data = key.encode("utf-8")
+        info = store.put(key, data, metadata={"key": key})
+        assert info.key == key
+        assert store.stat(key).key == key
+        with store.get(key) as reader:
+            assert reader.read() == data
+            assert reader.info.key == key
+        assert [i.key for i in store.list()] == [key]
+        assert [i.key for i in store.list(key)] == [key]
+        store.delete(key)
+        assert list(store.list()) == []
+
+    def test_object_and_prefix_with_the_same_name(self, store: Store) -> None:
+        store.put("p/q", b"object")
+        if self.allows_object_as_prefix:
+            store.put("p/q/r", b"below")
+            store.put("s/t/u", b"below")
+            store.put("s/t", b"object")
+            assert [i.key for i in store.list()] == ["p/q", "p/q/r", "s/t", "s/t/u"]
+            return
+        with pytest.raises(KeyConflictError) as caught:
+            store.put("p/q/r", b"below")
+        assert caught.value.key == "p/q/r"
+        store.put("s/t/u", b"below")
+        with pytest.raises(KeyConflictError):
+            store.put("s/t", b"object")
+        assert [i.key for i in store.list()] == ["p/q", "s/t/u"]
+        assert _read_all(store.get("p/q")) == b"object"
+
+    # Conditional writes.
+
+    def test_if_none_match_creates_only_once(self, store: Store) -> None:
+        self._require("supports_conditional_writes")
+        first = store.put("c", b"first", if_none_match="*")
+        with pytest.raises(PreconditionFailedError) as caught:
+            store.put("c", b"second", if_none_match="*")
+        assert caught.value.key == "c"
+        assert store.stat("c") == first
+        assert _read_all(store.get("c")) == b"first"
+
+    def test_if_match_replaces_only_that_version(self, store: Store) -> None:
+        self._require("supports_conditional_writes")
+        v1 = store.put("c", b"v1")
+        v2 = store.put("c", b"v2", if_match=v1.etag)
+        with pytest.raises(PreconditionFailedError):
+            store.put("c", b"v3", if_match=v1.etag)
+        assert _read_all(store.get("c")) == b"v2"
+        assert store.put("c", b"v4", if_match=f'"{v2.etag}"').size == 2
+
+    def test_if_match_on_a_missing_key_fails(self, store: Store) -> None:
+        self._require("supports_conditional_writes")
+        with pytest.raises(PreconditionFailedError):
+            store.put("c", b"x", if_match="0" * 64)
+        with pytest.raises(NotFoundError):
+            store.stat("c")
+
+    def test_if_none_match_after_delete_creates_again(self, store: Store) -> None:
+        self._require("supports_conditional_writes")
+        store.put("c", b"x", if_none_match="*")
+        store.delete("c")
+        assert store.put("c", b"y", if_none_match="*").size == 1
+
+    @pytest.mark.parametrize(
+        "conditions",
+        [
+            {"if_none_match": "etag"},
+            {"if_match": "", "if_none_match": None},
+            {"if_match": "x", "if_none_match": "*"},
+        ],
+    )
+    def test_bad_conditions_are_rejected(self, store: Store, conditions: dict[str, Any]) -> None:
+        with pytest.raises(InvalidArgumentError):
+            store.put("c", b"x", **conditions)
+
+    # Presigned URLs.
+
+    def test_presigned_urls_are_urls(self, store: Store) -> None:
+        self._require("supports_presigned_urls")
+        get_url = store.presigned_get_url("p/model.nef", ttl=timedelta(minutes=15))
+        put_url = store.presigned_put_url("p/model.nef", ttl=900, content_type="application/octet-stream")
+        assert get_url.startswith(("http://", "https://"))
+        assert put_url.startswith(("http://", "https://"))
+        assert get_url != put_url
+
+    def test_presigned_urls_unsupported_say_so(self, store: Store) -> None:
+        if self.supports_presigned_urls:
+            pytest.skip(f"{type(self).__name__} supports presigned URLs")
+        with pytest.raises(UnsupportedError):
+            store.presigned_get_url("p/x")
+        with pytest.raises(UnsupportedError):
+            store.presigned_put_url("p/x")
+
+    @pytest.mark.parametrize(
+        "ttl", [0, -5, timedelta(days=7, seconds=1), 7 * 24 * 3600 + 1, timedelta(0), "60", None]
+    )
+    def test_presigned_ttl_must_be_positive_and_at_most_7_days(self, store: Store, ttl: Any) -> None:
+        with pytest.raises(InvalidArgumentError):
+            store.presigned_get_url("p/x", ttl=ttl)
+        with pytest.raises(InvalidArgumentError):
+            store.presigned_put_url("p/x", ttl=ttl)
+
+    # Lifecycle.
+
+    def test_store_is_a_context_manager(self, store: Store) -> None:
+        with store as same:
+            assert same is store
+            same.put("k", b"x")
+        assert store.closed
+        with pytest.raises(StorageError):
+            store.stat("k")
+        with pytest.raises(StorageError):
+            store.put("k", b"y")
+        store.close()
