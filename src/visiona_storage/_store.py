@@ -12,6 +12,7 @@ import abc
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from types import TracebackType
+from typing import Self
 
 from . import _arguments as args
 from ._body import Body, PutData
@@ -146,7 +147,7 @@ class Store(abc.ABC):
         """True once `close` has been called."""
         return self._closed
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

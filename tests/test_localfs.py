@@ -1,0 +1,296 @@
+"""Promises of the local backend beyond the conformance suite: layout, symlinks,
+leftovers and hand-placed files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import visiona_storage as vs
+from visiona_storage.backends.localfs._tempfile import TempFile
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "storage"
+
+
+@pytest.fixture
+def store(root: Path) -> Iterator[vs.LocalFSStore]:
+    with vs.LocalFSStore(root) as store:
+        yield store
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A folder outside the root, with a file a symlink may point at."""
+    folder = tmp_path / "outside"
+    folder.mkdir()
+    (folder / "secret.txt").write_bytes(b"do not touch")
+    return folder
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_key_is_a_plain_file_under_the_root(store: vs.LocalFSStore, root: Path) -> None:
+    store.put("models/user-123/yolov5.nef", b"weights", metadata={"framework": "onnx"})
+    assert (root / "models/user-123/yolov5.nef").read_bytes() == b"weights"
+    assert (root / "models/user-123/yolov5.nef.meta.json").is_file()
+    assert sorted(os.listdir(root / "models/user-123")) == ["yolov5.nef", "yolov5.nef.meta.json"]
+
+
+def test_etag_is_the_sha256_of_the_content(store: vs.LocalFSStore) -> None:
+    data = os.urandom(3 * (1 << 20) + 5)
+    assert store.put("x", data).etag == hashlib.sha256(data).hexdigest()
+    assert store.put("y", data).etag == store.stat("x").etag
+
+
+def test_open_store_creates_the_root(tmp_path: Path) -> None:
+    with vs.LocalFSStore(tmp_path / "a" / "b"):
+        pass
+    assert (tmp_path / "a" / "b").is_dir()
+
+
+def test_a_root_that_is_a_file_raises_storage_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(vs.StorageError):
+        vs.LocalFSStore(tmp_path / "file")
+
+
+def test_delete_removes_empty_folders(store: vs.LocalFSStore, root: Path) -> None:
+    store.put("a/b/c/d", b"x")
+    store.put("a/keep", b"x")
+    store.delete("a/b/c/d")
+    assert sorted(os.listdir(root / "a")) == ["keep", "keep.meta.json"]
+
+
+def test_put_over_a_leftover_empty_folder_succeeds(store: vs.LocalFSStore, root: Path) -> None:
+    (root / "was/a").mkdir(parents=True)
+    store.put("was/a", b"object now")
+    assert (root / "was/a").read_bytes() == b"object now"
+
+
+def test_key_conflict_changes_nothing_on_disk(store: vs.LocalFSStore, root: Path) -> None:
+    store.put("a/b", b"object")
+    before = _snapshot(root)
+    with pytest.raises(vs.KeyConflictError):
+        store.put("a/b/c", b"below")
+    with pytest.raises(vs.KeyConflictError):
+        store.put("a/b/c/d/e", b"deeper")
+    assert _snapshot(root) == before
+
+
+# Symlinks: never followed, never replaced.
+
+
+def test_symlinked_folder_is_never_followed(store: vs.LocalFSStore, root: Path, outside: Path) -> None:
+    store.put("real/x", b"x")
+    (root / "link").symlink_to(outside, target_is_directory=True)
+    before = _snapshot(outside)
+    with pytest.raises(vs.StorageError):
+        store.get("link/secret.txt")
+    with pytest.raises(vs.StorageError):
+        store.stat("link/secret.txt")
+    with pytest.raises(vs.StorageError):
+        store.put("link/new.bin", b"escape")
+    with pytest.raises(vs.StorageError):
+        store.delete("link/secret.txt")
+    assert [i.key for i in store.list()] == ["real/x"]
+    assert list(store.list("link/")) == []
+    assert _snapshot(outside) == before
+    assert (root / "link").is_symlink()
+
+
+def test_symlinked_file_is_never_followed_nor_replaced(
+    store: vs.LocalFSStore, root: Path, outside: Path
+) -> None:
+    (root / "models").mkdir(parents=True)
+    (root / "models/model.nef").symlink_to(outside / "secret.txt")
+    before = _snapshot(outside)
+    for call in (
+        lambda: store.get("models/model.nef"),
+        lambda: store.stat("models/model.nef"),
+        lambda: store.put("models/model.nef", b"overwrite"),
+        lambda: store.delete("models/model.nef"),
+    ):
+        with pytest.raises(vs.StorageError):
+            call()
+    assert list(store.list()) == []
+    assert _snapshot(outside) == before
+    assert (root / "models/model.nef").is_symlink()
+
+
+def test_symlinked_sidecar_is_never_followed(store: vs.LocalFSStore, root: Path, outside: Path) -> None:
+    store.put("k", b"data")
+    (root / "k.meta.json").unlink()
+    (root / "k.meta.json").symlink_to(outside / "secret.txt")
+    with pytest.raises(vs.StorageError):
+        store.stat("k")
+    assert (outside / "secret.txt").read_bytes() == b"do not touch"
+
+
+def test_symlink_swapped_in_for_a_folder_during_a_put(
+    store: vs.LocalFSStore, root: Path, outside: Path
+) -> None:
+    before = _snapshot(outside)
+    started = threading.Event()
+
+    def body() -> Iterator[bytes]:
+        yield b"a" * 1000
+        started.set()
+        # The folder the put is writing into is replaced by a symlink mid-stream.
+        (root / "swap").rename(root / "swapped-away")
+        (root / "swap").symlink_to(outside, target_is_directory=True)
+        yield b"b" * 1000
+
+    store.put("swap/placeholder", b"x")
+    with pytest.raises(vs.StorageError):
+        store.put("swap/model.bin", body())
+    assert started.is_set()
+    assert _snapshot(outside) == before
+    assert not (outside / "model.bin").exists()
+
+
+# Files placed by hand and damaged sidecars.
+
+
+def test_a_file_copied_in_by_hand_is_an_object(store: vs.LocalFSStore, root: Path) -> None:
+    (root / "manual").mkdir(parents=True)
+    (root / "manual/model.onnx").write_bytes(b"copied")
+    info = store.stat("manual/model.onnx")
+    assert info.etag == hashlib.sha256(b"copied").hexdigest()
+    assert info.content_type == "application/octet-stream"
+    assert info.metadata == {}
+    assert [i.key for i in store.list()] == ["manual/model.onnx"]
+    with store.get("manual/model.onnx") as reader:
+        assert reader.read() == b"copied"
+
+
+def test_a_file_edited_by_hand_gets_its_true_etag(store: vs.LocalFSStore, root: Path) -> None:
+    store.put("edited", b"original", metadata={"v": "1"})
+    with open(root / "edited", "ab") as f:
+        f.write(b" plus more")
+    info = store.stat("edited")
+    assert info.etag == hashlib.sha256(b"original plus more").hexdigest()
+    assert info.size == len(b"original plus more")
+    assert info.metadata == {}
+
+
+@pytest.mark.parametrize("damage", [b"", b"{not json", b'{"format": 99, "versions": []}', b"[]"])
+def test_a_damaged_sidecar_is_a_storage_error_for_that_key_only(
+    store: vs.LocalFSStore, root: Path, damage: bytes
+) -> None:
+    store.put("good/a", b"a")
+    store.put("good/b", b"b")
+    (root / "good/a.meta.json").write_bytes(damage)
+    with pytest.raises(vs.StorageError) as caught:
+        store.stat("good/a")
+    assert caught.value.key == "good/a"
+    assert "good/a" in str(caught.value)
+    with pytest.raises(vs.StorageError):
+        store.get("good/a")
+    assert [i.key for i in store.list()] == ["good/b"]
+    store.put("good/a", b"repaired")
+    assert store.stat("good/a").etag == hashlib.sha256(b"repaired").hexdigest()
+
+
+def test_list_skips_sidecars_temp_files_and_odd_names(store: vs.LocalFSStore, root: Path) -> None:
+    store.put("dir/obj", b"x")
+    (root / "dir/stray.vs-tmp").write_bytes(b"temp")
+    (root / "dir/orphan.meta.json").write_bytes(b"{}")
+    (root / ".visiona-storage").mkdir()
+    (root / ".visiona-storage/signing-key").write_bytes(b"k")
+    os.mkfifo(root / "dir/fifo")
+    (root / "dir/control\x01char").write_bytes(b"x")
+    assert [i.key for i in store.list()] == ["dir/obj"]
+
+
+# Leftovers of crashed writers.
+
+
+def test_cleanup_removes_stale_temp_files_and_orphan_sidecars(store: vs.LocalFSStore, root: Path) -> None:
+    store.put("a/obj", b"x")
+    (root / "a/obj.vs-tmp").write_bytes(b"killed between link and rename")
+    (root / "a/obj.meta.json.vs-tmp").write_bytes(b"killed while writing a sidecar")
+    (root / "a/gone.meta.json").write_bytes(b"{}")
+    (root / "a/.vs-0123.vs-tmp").write_bytes(b"old random temp")
+    os.utime(root / "a/.vs-0123.vs-tmp", (1, 1))
+    assert store.cleanup() == 4
+    assert sorted(os.listdir(root / "a")) == ["obj", "obj.meta.json"]
+    assert store.stat("a/obj").size == 1
+
+
+def test_cleanup_keeps_a_live_writers_temp_file(store: vs.LocalFSStore, root: Path) -> None:
+    (root / "live").mkdir(parents=True)
+    fd = os.open(root / "live", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        temp = TempFile(fd)
+        temp.write(b"in progress")
+        temp.publish(fd, "named")  # gives it a name the way a commit would
+        temp2 = TempFile(fd)
+        os.link(f"/proc/self/fd/{temp2.fd}", "x.vs-tmp", dst_dir_fd=fd)
+        assert store.cleanup(min_age_seconds=0) == 0
+        assert os.path.exists(root / "live" / "x.vs-tmp")
+        temp2.discard()
+        temp.discard()
+        assert store.cleanup(min_age_seconds=0) == 1
+    finally:
+        os.close(fd)
+
+
+def test_a_killed_writer_leaves_no_temp_file(store: vs.LocalFSStore, root: Path) -> None:
+    class Boom(Exception):
+        pass
+
+    def body() -> Iterator[bytes]:
+        yield b"x" * 100_000
+        raise Boom
+
+    store.put("k/a", b"x")
+    with pytest.raises(Boom):
+        store.put("k/a", body())
+    assert sorted(os.listdir(root / "k")) == ["a", "a.meta.json"]
+
+
+# Threads.
+
+
+def test_threads_writing_one_key_never_mix_data_and_metadata(store: vs.LocalFSStore) -> None:
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def write(n: int) -> None:
+        for i in range(30):
+            data = f"{n}-{i}-".encode() * (n * 500 + i)
+            store.put("hot", data, metadata={"sha256": hashlib.sha256(data).hexdigest()})
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                with store.get("hot") as r:
+                    data, info = r.read(), r.info
+            except vs.NotFoundError:
+                continue
+            if not hashlib.sha256(data).hexdigest() == info.etag == info.metadata["sha256"]:
+                errors.append(info.etag)
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    writers = [threading.Thread(target=write, args=(n,)) for n in range(1, 5)]
+    for t in readers + writers:
+        t.start()
+    for t in writers:
+        t.join()
+    stop.set()
+    for t in readers:
+        t.join()
+    assert errors == []
+    final = store.stat("hot")
+    with store.get("hot") as r:
+        assert hashlib.sha256(r.read()).hexdigest() == final.etag == final.metadata["sha256"]

@@ -1,0 +1,80 @@
+"""The public surface is a contract: changing it must be deliberate."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import pickle
+from datetime import UTC, datetime
+
+import visiona_storage as vs
+
+
+def test_all_is_pinned_and_sorted() -> None:
+    assert vs.__all__ == [
+        "ConfigError",
+        "InvalidArgumentError",
+        "InvalidKeyError",
+        "KeyConflictError",
+        "LocalFSStore",
+        "MemoryStore",
+        "NotFoundError",
+        "ObjectInfo",
+        "ObjectReader",
+        "PreconditionFailedError",
+        "PutData",
+        "SignatureError",
+        "SizeMismatchError",
+        "StorageError",
+        "StorageFullError",
+        "Store",
+        "UnsupportedError",
+        "__version__",
+        "check_key",
+        "guess_content_type",
+    ]
+    assert vs.__all__ == sorted(vs.__all__)
+    for name in vs.__all__:
+        assert hasattr(vs, name), name
+
+
+def test_the_error_tree() -> None:
+    for error in (
+        vs.NotFoundError,
+        vs.InvalidKeyError,
+        vs.InvalidArgumentError,
+        vs.SizeMismatchError,
+        vs.PreconditionFailedError,
+        vs.KeyConflictError,
+        vs.SignatureError,
+        vs.ConfigError,
+        vs.StorageFullError,
+        vs.UnsupportedError,
+    ):
+        assert issubclass(error, vs.StorageError)
+    assert issubclass(vs.NotFoundError, FileNotFoundError)
+    assert issubclass(vs.InvalidKeyError, ValueError)
+    assert issubclass(vs.InvalidArgumentError, ValueError)
+    assert issubclass(vs.SizeMismatchError, vs.InvalidArgumentError)
+    assert issubclass(vs.UnsupportedError, NotImplementedError)
+
+
+def test_errors_carry_the_key_and_a_message() -> None:
+    error = vs.NotFoundError("no object at key 'a/b'", "a/b")
+    assert error.key == "a/b"
+    assert str(error) == "no object at key 'a/b'"
+    assert error.errno == errno.ENOENT
+    copy = pickle.loads(pickle.dumps(error))
+    assert copy.key == "a/b"
+    assert vs.StorageError("closed").key is None
+
+
+def test_object_info_is_frozen_and_keyword_only() -> None:
+    info = vs.ObjectInfo(key="k", size=1, content_type="x/y", last_modified=datetime.now(UTC), etag="e")
+    assert info.metadata == {}
+    try:
+        info.size = 2  # type: ignore[misc]
+    except dataclasses.FrozenInstanceError:
+        pass
+    else:
+        raise AssertionError("ObjectInfo must be frozen")
