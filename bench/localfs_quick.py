@@ -92,7 +92,8 @@ def main() -> None:
         copy = os.path.join(folder, "copy.bin")
         fast = vs.LocalFSStore(os.path.join(folder, "nosync"), fsync=False)
         durable = vs.LocalFSStore(os.path.join(folder, "sync"))
-        fast.put("model.bin", open(source, "rb"))
+        with open(source, "rb") as f:
+            fast.put("model.bin", f)
 
         def put(store: vs.LocalFSStore) -> Callable[[], object]:
             def action() -> None:
@@ -117,7 +118,7 @@ def main() -> None:
             "get, 1 MiB reads": lambda: _drain(fast, "model.bin"),
         }
         times: dict[str, list[float]] = {name: [] for name in cases}
-        for name, action in cases.items():
+        for action in cases.values():
             action()  # warm-up
         for _ in range(options.runs):
             for name, action in cases.items():
@@ -127,7 +128,9 @@ def main() -> None:
             speeds = [options.mib / t for t in times[name]]
             return statistics.median(speeds), min(speeds), max(speeds)
 
-        print(f"{options.mib} MiB, {options.runs} runs after a warm-up, page cache warm, MiB/s median (min-max)")
+        print(
+            f"{options.mib} MiB, {options.runs} runs after a warm-up, page cache warm, MiB/s median (min-max)"
+        )
         pairs = [
             ("put, fsync off", "cp (no fsync)"),
             ("put, fsync off", "sha256 of the file alone"),
@@ -142,7 +145,8 @@ def main() -> None:
             )
         for mib in (64, 1024):
             r = _peak_rss_child(mib, folder)
-            print(f"  peak RSS, put+get of {mib:>4} MiB: {r['peak_mib']:.1f} MiB (at start {r['before_mib']:.1f})")
+            peak, start = r["peak_mib"], r["before_mib"]
+            print(f"  peak RSS, put+get of {mib:>4} MiB: {peak:.1f} MiB (at start {start:.1f})")
 
 
 if __name__ == "__main__":
