@@ -86,9 +86,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(dir=options.dir) as folder:
         source = os.path.join(folder, "source.bin")
-        with open(source, "wb") as f:
+        with open(source, "wb") as out:
             for _ in range(options.mib):
-                f.write(os.urandom(MiB))
+                out.write(os.urandom(MiB))
         copy = os.path.join(folder, "copy.bin")
         fast = vs.LocalFSStore(os.path.join(folder, "nosync"), fsync=False)
         durable = vs.LocalFSStore(os.path.join(folder, "sync"))

@@ -294,3 +294,19 @@ def test_threads_writing_one_key_never_mix_data_and_metadata(store: vs.LocalFSSt
     final = store.stat("hot")
     with store.get("hot") as r:
         assert hashlib.sha256(r.read()).hexdigest() == final.etag == final.metadata["sha256"]
+
+
+def test_the_next_put_of_a_key_removes_its_leftovers(store: vs.LocalFSStore, root: Path) -> None:
+    store.put("n/k", b"x")
+    (root / "n/k.vs-tmp").write_bytes(b"killed between link and rename")
+    (root / "n/k.meta.json.vs-tmp").write_bytes(b"killed while writing the sidecar")
+    store.put("n/k", b"y")
+    assert sorted(os.listdir(root / "n")) == ["k", "k.meta.json"]
+
+
+def test_the_next_delete_of_a_key_removes_its_orphan_sidecar(store: vs.LocalFSStore, root: Path) -> None:
+    store.put("n/k", b"x")
+    store.put("n/other", b"x")
+    (root / "n/k").unlink()  # as if killed between the two unlinks of a delete
+    store.delete("n/k")
+    assert sorted(os.listdir(root / "n")) == ["other", "other.meta.json"]
