@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from .._body import Body
@@ -98,14 +98,7 @@ class MemoryStore(Store):
 
 def _copy(info: ObjectInfo) -> ObjectInfo:
     # ObjectInfo is frozen but its metadata dict is not: never hand out ours.
-    return ObjectInfo(
-        key=info.key,
-        size=info.size,
-        content_type=info.content_type,
-        last_modified=info.last_modified,
-        etag=info.etag,
-        metadata=dict(info.metadata),
-    )
+    return replace(info, metadata=dict(info.metadata))
 
 
 class _MemoryReader(ObjectReader):
@@ -118,6 +111,3 @@ class _MemoryReader(ObjectReader):
         data = self._view[self._offset : self._offset + size].tobytes()
         self._offset += len(data)
         return data
-
-    def _release(self) -> None:
-        self._view.release()
