@@ -23,6 +23,7 @@ def test_all_is_pinned_and_sorted() -> None:
         "ObjectReader",
         "PreconditionFailedError",
         "PutData",
+        "S3Store",
         "SignatureError",
         "SizeMismatchError",
         "StorageError",

@@ -8,6 +8,8 @@ with vs.LocalFSStore("./data/storage") as store:
         chunk = reader.read(1 << 20)
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._body import PutData
 from ._content_types import guess_content_type
 from ._errors import (
@@ -29,7 +31,20 @@ from ._store import Store
 from .backends.localfs import LocalFSStore
 from .backends.memory import MemoryStore
 
+if TYPE_CHECKING:
+    from .backends.s3 import S3Store
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # S3Store needs boto3 (the "s3" extra): import it only when asked for.
+    if name == "S3Store":
+        from .backends.s3 import S3Store  # noqa: PLC0415
+
+        return S3Store
+    raise AttributeError(f"module 'visiona_storage' has no attribute {name!r}")
+
 
 __all__ = [
     "ConfigError",
@@ -43,6 +58,7 @@ __all__ = [
     "ObjectReader",
     "PreconditionFailedError",
     "PutData",
+    "S3Store",
     "SignatureError",
     "SizeMismatchError",
     "StorageError",

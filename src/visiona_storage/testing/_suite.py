@@ -5,6 +5,11 @@ from __future__ import annotations
 import hashlib
 import io
 import itertools
+import ssl
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -76,6 +81,42 @@ ODD_KEYS: list[str] = [
 """Unusual keys every backend must accept and round-trip byte for byte."""
 
 
+def _http(
+    method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    """Send one real HTTP request; return the status and body, errors included."""
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30, context=_TLS) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+_TLS = ssl.create_default_context()
+_TLS.check_hostname = False
+_TLS.verify_mode = ssl.CERT_NONE  # test servers use self-signed certificates
+
+
+def _tampered(url: str) -> Iterator[str]:
+    """Single-field changes of a presigned URL: the path, each query value, no signature."""
+    parts = urllib.parse.urlsplit(url)
+    yield urllib.parse.urlunsplit(parts._replace(path=parts.path.rsplit("/", 1)[0] + "/y"))
+    yield urllib.parse.urlunsplit(parts._replace(path=parts.path + "x"))
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    for index, (name, value) in enumerate(query):
+        changed = list(query)
+        if value.isdigit():
+            changed[index] = (name, str(int(value) + 1))
+        elif value:
+            changed[index] = (name, value[:-1] + ("0" if value[-1] != "0" else "1"))
+        else:
+            changed[index] = (name, "x")
+        yield urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(changed)))
+    unsigned = [item for item in query if "signature" not in item[0].lower()]
+    yield urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(unsigned)))
+
+
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -101,6 +142,14 @@ class StoreConformance:
     allows_object_as_prefix: ClassVar[bool] = True
     """``a/b`` and ``a/b/c`` may both be objects; if not, the second put must raise
     `KeyConflictError` and change nothing (a filesystem)."""
+
+    supports_large_conditional_writes: ClassVar[bool] = True
+    """Conditional puts are enforced for objects of `large_object_size` too; if not,
+    such a put must raise `UnsupportedError` and store nothing."""
+
+    verifies_presigned_urls: ClassVar[bool] = True
+    """The server answers 403 to a presigned URL that is expired, tampered with, or
+    used with another method, key or content type."""
 
     large_object_size: ClassVar[int] = 12 * MiB
     """Size of the object used to exercise streaming (and multipart) puts."""
@@ -631,6 +680,40 @@ class StoreConformance:
         store.delete("c")
         assert store.put("c", b"y", if_none_match="*").size == 1
 
+    def test_conditions_hold_for_large_objects(self, store: Store) -> None:
+        self._require("supports_conditional_writes")
+        self._require("supports_large_conditional_writes")
+        big = b"L" * self.large_object_size
+        first = store.put("c/big", iter([big]), if_none_match="*")
+        with pytest.raises(PreconditionFailedError):
+            store.put("c/big", iter([big + b"2"]), if_none_match="*")
+        with pytest.raises(PreconditionFailedError):
+            store.put("c/big", iter([big + b"3"]), if_match="0" * 32)
+        assert store.stat("c/big") == first
+        second = store.put("c/big", iter([big + b"4"]), if_match=first.etag)
+        assert store.stat("c/big") == second
+        assert second.size == len(big) + 1
+
+    def test_large_conditional_puts_unsupported_say_so(self, store: Store) -> None:
+        if self.supports_large_conditional_writes:
+            pytest.skip(f"{type(self).__name__} supports large conditional writes")
+        big = b"L" * self.large_object_size
+        with pytest.raises(UnsupportedError):
+            store.put("c/big", iter([big]), if_none_match="*")
+        with pytest.raises(NotFoundError):
+            store.stat("c/big")
+        small = store.put("c/big", b"small")
+        with pytest.raises(UnsupportedError):
+            store.put("c/big", iter([big]), if_match=small.etag)
+        assert store.stat("c/big") == small
+
+    def test_large_objects_keep_metadata_and_content_type(self, store: Store) -> None:
+        metadata = {"title": "模型 v2", "framework": "onnx"}
+        info = store.put("m/big.json", iter([b"{" * self.large_object_size]), metadata=metadata)
+        assert info.metadata == metadata
+        assert info.content_type == "application/json"
+        assert store.stat("m/big.json") == info
+
     @pytest.mark.parametrize(
         "conditions",
         [
@@ -652,6 +735,67 @@ class StoreConformance:
         assert get_url.startswith(("http://", "https://"))
         assert put_url.startswith(("http://", "https://"))
         assert get_url != put_url
+
+    def test_presigned_get_url_downloads_the_object_over_http(self, store: Store) -> None:
+        self._require("supports_presigned_urls")
+        data = bytes(range(256)) * 64
+        store.put("p/model file.nef", data)
+        status, body = _http("GET", store.presigned_get_url("p/model file.nef", ttl=60))
+        assert (status, body) == (200, data)
+
+    def test_presigned_put_url_uploads_an_object_over_http(self, store: Store) -> None:
+        self._require("supports_presigned_urls")
+        url = store.presigned_put_url("p/up load.onnx", ttl=60, content_type="application/x-onnx")
+        status, _ = _http("PUT", url, b"uploaded bytes", {"Content-Type": "application/x-onnx"})
+        assert status == 200
+        info = store.stat("p/up load.onnx")
+        assert info.content_type == "application/x-onnx"
+        assert info.size == len(b"uploaded bytes")
+        assert _read_all(store.get("p/up load.onnx")) == b"uploaded bytes"
+
+    def test_presigned_urls_work_for_odd_keys(self, store: Store) -> None:
+        self._require("supports_presigned_urls")
+        for key in ("specials/% & $ ' \" < >", "unicode/模型/v2.nef", "query?x=1#frag"):
+            put_url = store.presigned_put_url(key, ttl=60)
+            status, _ = _http("PUT", put_url, key.encode(), {"Content-Type": "application/octet-stream"})
+            assert status == 200, key
+            assert _http("GET", store.presigned_get_url(key, ttl=60)) == (200, key.encode())
+
+    def test_expired_presigned_url_is_refused(self, store: Store) -> None:
+        self._require("supports_presigned_urls")
+        self._require("verifies_presigned_urls")
+        store.put("p/x", b"secret")
+        url = store.presigned_get_url("p/x", ttl=1)
+        time.sleep(2.5)
+        assert _http("GET", url)[0] == 403
+
+    def test_tampered_presigned_url_is_refused(self, store: Store) -> None:
+        self._require("supports_presigned_urls")
+        self._require("verifies_presigned_urls")
+        store.put("p/x", b"secret")
+        store.put("p/y", b"other")
+        url = store.presigned_get_url("p/x", ttl=60)
+        assert _http("GET", url)[0] == 200
+        for forged in _tampered(url):
+            assert _http("GET", forged)[0] in (400, 403), forged
+
+    def test_presigned_url_used_with_another_method_is_refused(self, store: Store) -> None:
+        self._require("supports_presigned_urls")
+        self._require("verifies_presigned_urls")
+        store.put("p/x", b"keep me")
+        get_url = store.presigned_get_url("p/x", ttl=60)
+        assert _http("PUT", get_url, b"overwrite", {"Content-Type": "application/octet-stream"})[0] == 403
+        put_url = store.presigned_put_url("p/x", ttl=60, content_type="application/octet-stream")
+        assert _http("GET", put_url)[0] == 403
+        assert _read_all(store.get("p/x")) == b"keep me"
+
+    def test_presigned_put_with_another_content_type_is_refused(self, store: Store) -> None:
+        self._require("supports_presigned_urls")
+        self._require("verifies_presigned_urls")
+        url = store.presigned_put_url("p/typed", ttl=60, content_type="application/x-onnx")
+        assert _http("PUT", url, b"x", {"Content-Type": "text/html"})[0] == 403
+        with pytest.raises(NotFoundError):
+            store.stat("p/typed")
 
     def test_presigned_urls_unsupported_say_so(self, store: Store) -> None:
         if self.supports_presigned_urls:

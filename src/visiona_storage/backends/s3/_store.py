@@ -1,0 +1,294 @@
+"""`S3Store`: the `Store` contract on any S3-compatible service, through boto3."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from ..._body import Body
+from ..._errors import NotFoundError, PreconditionFailedError, UnsupportedError
+from ..._keys import key_problem
+from ..._models import ObjectInfo, ObjectReader
+from ..._store import Store
+from . import _metadata
+from ._errors import error_code, s3_errors
+from ._upload import MultipartUpload, part_size_for, parts, run_aborting
+
+log = logging.getLogger("visiona_storage.s3")
+
+DEFAULT_PART_SIZE = 8 << 20
+
+
+class S3Store(Store):
+    """A `Store` on an S3 bucket: AWS, or MinIO, R2, B2, Ceph RGW through `endpoint`.
+
+    `endpoint` empty means AWS; any other endpoint gets path-style addressing
+    and checksums only where the API requires them (Ceph RGW and B2 reject
+    boto3's default streaming checksums). Bodies over `part_size`, or of
+    unknown size, go up as multipart uploads of `part_size` parts, `concurrency`
+    at a time, so memory stays near ``(concurrency + 1) * part_size``.
+    `access_key` and `secret_key` default to boto3's usual sources. `verify` is
+    False to skip TLS verification or the path of a CA bundle.
+
+    Conditional puts (`if_match`, `if_none_match`) are enforced by the server.
+    For a body that needs a multipart upload, that takes a server that checks
+    conditions on CompleteMultipartUpload: AWS does, Ceph RGW 16 and moto do
+    not. `multipart_conditions` says whether the server does (default: only on
+    AWS); where it does not, such a put raises `UnsupportedError` before
+    anything is uploaded, rather than write unconditionally.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        endpoint: str = "",
+        region: str = "us-east-1",
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        *,
+        session_token: str | None = None,
+        part_size: int = DEFAULT_PART_SIZE,
+        concurrency: int = 4,
+        list_page_size: int = 1000,
+        verify: bool | str = True,
+        connect_timeout: float = 10,
+        read_timeout: float = 60,
+        max_attempts: int = 3,
+        multipart_conditions: bool | None = None,
+    ) -> None:
+        if part_size < 5 << 20:
+            raise ValueError("part_size must be at least 5 MiB, S3's minimum")
+        self.bucket = bucket
+        self.endpoint = endpoint.rstrip("/")
+        self.region = region
+        self.part_size = part_size
+        self.concurrency = max(1, concurrency)
+        self.list_page_size = max(1, min(1000, list_page_size))
+        custom = bool(self.endpoint)
+        self.multipart_conditions = not custom if multipart_conditions is None else multipart_conditions
+        config = Config(
+            region_name=region,
+            signature_version="s3v4",
+            s3={"addressing_style": "path" if custom else "auto"},
+            retries={"max_attempts": max_attempts, "mode": "standard"},
+            max_pool_connections=max(10, 2 * self.concurrency),
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            request_checksum_calculation="when_required" if custom else "when_supported",
+            response_checksum_validation="when_required" if custom else "when_supported",
+        )
+        session = boto3.session.Session(
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            aws_session_token=session_token,
+            region_name=region,
+        )
+        self._client: Any = session.client(
+            "s3", endpoint_url=self.endpoint or None, config=config, verify=verify
+        )
+        self._where = self.endpoint or f"AWS S3 ({region})"
+
+    def __repr__(self) -> str:
+        return f"S3Store(bucket={self.bucket!r}, endpoint={self._where!r})"
+
+    def _errors(self, key: str | None, action: str) -> Any:
+        return s3_errors(key=key, endpoint=self._where, bucket=self.bucket, action=action)
+
+    # put
+
+    def _put(
+        self,
+        key: str,
+        body: Body,
+        metadata: dict[str, str],
+        content_type: str,
+        *,
+        if_match: str | None,
+        if_none_match: str | None,
+    ) -> ObjectInfo:
+        conditions = _conditions(if_match, if_none_match)
+        headers = {"ContentType": content_type, "Metadata": _metadata.encode(metadata)}
+        part_size = part_size_for(body.size, self.part_size)
+        pieces = parts(body, part_size)
+        with self._errors(key, "store"):
+            try:
+                first = next(pieces)
+                if len(first) < part_size:
+                    response = self._client.put_object(
+                        Bucket=self.bucket, Key=key, Body=first, **headers, **conditions
+                    )
+                elif conditions and not self.multipart_conditions:
+                    raise UnsupportedError(
+                        f"cannot put {key!r} conditionally: it is over part_size ({part_size} bytes), "
+                        f"and {self._where} is not known to enforce conditions on multipart uploads "
+                        f"(set multipart_conditions=True if it does)",
+                        key,
+                    )
+                else:
+                    response = self._put_multipart(key, first, pieces, headers, conditions)
+            except ClientError as exc:
+                if if_match is not None and error_code(exc)[1] == 404:
+                    raise PreconditionFailedError(f"object {key!r} does not exist", key) from exc
+                raise
+            etag = str(response.get("ETag") or "").strip('"')
+            return self._info_after_put(key, etag, metadata, content_type)
+
+    def _put_multipart(
+        self,
+        key: str,
+        first: bytes,
+        rest: Iterator[bytes],
+        headers: dict[str, Any],
+        conditions: dict[str, str],
+    ) -> dict[str, Any]:
+        upload = MultipartUpload(self._client, self.bucket, key, headers)
+        return run_aborting(
+            upload,
+            lambda: upload.complete(upload.upload(first, rest, self.concurrency), conditions),
+        )
+
+    def _info_after_put(self, key: str, etag: str, metadata: dict[str, str], content_type: str) -> ObjectInfo:
+        """What `stat` returns for the object just written.
+
+        The HEAD is conditional on the ETag the write returned, so a concurrent
+        writer's object is never reported as ours. Some servers (Ceph RGW 16)
+        return no ETag from CompleteMultipartUpload; then the HEAD is plain.
+        """
+        try:
+            return self._head(key, IfMatch=f'"{etag}"') if etag else self._head(key)
+        except (PreconditionFailedError, NotFoundError):
+            # Overwritten or deleted already: describe what we wrote.
+            return ObjectInfo(
+                key=key,
+                size=-1,
+                content_type=content_type,
+                last_modified=datetime.now(UTC),
+                etag=etag,
+                metadata=dict(metadata),
+            )
+
+    # get, stat
+
+    def _get(self, key: str, start: int, end: int | None) -> ObjectReader:
+        with self._errors(key, "read"):
+            if end is not None and end <= start:
+                return _S3Reader(self._head(key), None, 0)
+            params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+            if start > 0 or end is not None:
+                params["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+            try:
+                response = self._client.get_object(**params)
+            except ClientError as exc:
+                if error_code(exc)[1] != 416:
+                    raise
+                # The range starts at or past the end: like a slice, it reads nothing.
+                return _S3Reader(self._head(key), None, 0)
+            info = self._info(key, response)
+            return _S3Reader(info, response["Body"], int(response["ContentLength"]), self._where)
+
+    def _stat(self, key: str) -> ObjectInfo:
+        with self._errors(key, "stat"):
+            return self._head(key)
+
+    def _head(self, key: str, **conditions: str) -> ObjectInfo:
+        with self._errors(key, "stat"):
+            return self._info(key, self._client.head_object(Bucket=self.bucket, Key=key, **conditions))
+
+    def _info(self, key: str, response: Mapping[str, Any]) -> ObjectInfo:
+        size = int(response["ContentLength"])
+        content_range = response.get("ContentRange")
+        if content_range:
+            size = int(str(content_range).rsplit("/", 1)[1])
+        return ObjectInfo(
+            key=key,
+            size=size,
+            content_type=str(response.get("ContentType") or ""),
+            last_modified=_utc(response["LastModified"]),
+            etag=str(response.get("ETag") or "").strip('"'),
+            metadata=_metadata.decode(response.get("Metadata") or {}),
+        )
+
+    # delete, list
+
+    def _delete(self, key: str) -> None:
+        with self._errors(key, "delete"):
+            self._client.delete_object(Bucket=self.bucket, Key=key)
+
+    def _list(self, prefix: str) -> Iterator[ObjectInfo]:
+        params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": self.list_page_size}
+        while True:
+            with self._errors(prefix or None, "list"):
+                response = self._client.list_objects_v2(**params)
+            for item in response.get("Contents", ()):
+                key = str(item["Key"])
+                if key_problem(key) is not None:
+                    log.debug("list skips %r: not a valid key", key)
+                    continue
+                yield ObjectInfo(
+                    key=key,
+                    size=int(item["Size"]),
+                    content_type="",
+                    last_modified=_utc(item["LastModified"]),
+                    etag=str(item.get("ETag") or "").strip('"'),
+                    metadata={},
+                )
+            token = response.get("NextContinuationToken")
+            if not response.get("IsTruncated") or not token:
+                return
+            params["ContinuationToken"] = token
+
+    # presigned URLs
+
+    def _presigned_url(
+        self, method: str, key: str, ttl_seconds: int, content_type: str | None, max_size: int | None
+    ) -> str:
+        if max_size is not None:
+            raise UnsupportedError(
+                "an S3 presigned PUT URL cannot limit the upload's size (only a POST policy can)", key
+            )
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if method == "PUT" and content_type is not None:
+            params["ContentType"] = content_type
+        operation = "put_object" if method == "PUT" else "get_object"
+        with self._errors(key, "presign"):
+            url: str = self._client.generate_presigned_url(
+                operation, Params=params, ExpiresIn=ttl_seconds, HttpMethod=method
+            )
+        return url
+
+    def _close(self) -> None:
+        self._client.close()
+
+
+class _S3Reader(ObjectReader):
+    def __init__(self, info: ObjectInfo, body: Any, length: int, where: str = "") -> None:
+        super().__init__(info, length)
+        self._body = body
+        self._where = where
+
+    def _read(self, size: int) -> bytes:
+        with s3_errors(key=self.info.key, endpoint=self._where, bucket="", action="read"):
+            data: bytes = self._body.read(size)
+        return data
+
+    def _release(self) -> None:
+        if self._body is not None:
+            self._body.close()
+
+
+def _conditions(if_match: str | None, if_none_match: str | None) -> dict[str, str]:
+    if if_none_match is not None:
+        return {"IfNoneMatch": if_none_match}
+    if if_match is not None:
+        return {"IfMatch": f'"{if_match}"'}
+    return {}
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -1,0 +1,109 @@
+"""Real S3-compatible servers on loopback for the tests: moto's server and Ceph RGW.
+
+Each is started by the test session itself and stopped by PID at its end.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """Where a test S3 server listens and how to log in."""
+
+    name: str
+    endpoint: str
+    access_key: str
+    secret_key: str
+    region: str = "us-east-1"
+    verify: bool | str = True
+
+    def client(self) -> Any:
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=self.region,
+            verify=self.verify,
+            config=Config(
+                s3={"addressing_style": "path"},
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            ),
+        )
+
+    def new_bucket(self) -> str:
+        bucket = f"t-{uuid.uuid4().hex[:20]}"
+        self.client().create_bucket(Bucket=bucket)
+        return bucket
+
+    def drop_bucket(self, bucket: str) -> None:
+        """Empty and delete `bucket`, uploads in progress included; best effort."""
+        client = self.client()
+        try:
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                for item in page.get("Contents", []):
+                    client.delete_object(Bucket=bucket, Key=item["Key"])
+            for upload in client.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+                client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+            client.delete_bucket(Bucket=bucket)
+        except Exception as exc:  # a test's own failure matters more than its clean-up
+            print(f"could not drop bucket {bucket}: {exc}", file=sys.stderr)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {seconds} s")
+
+
+def moto_server(log_dir: Path) -> Iterator[S3Server]:
+    """Run ``moto.server`` on a free loopback port for as long as the generator lives."""
+    port = free_port()
+    log = open(log_dir / "moto.log", "wb")  # noqa: SIM115 - lives as long as the server
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"},
+    )
+    try:
+        wait_for_port(port, proc, 30, "moto server")
+        yield S3Server("moto", f"http://127.0.0.1:{port}", "testing", "testing-secret")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
