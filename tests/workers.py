@@ -108,7 +108,33 @@ def memory(root: str, mib: str) -> None:
     )
 
 
+def s3_memory(endpoint: str, bucket: str, mib: str) -> None:
+    """Like `memory`, through an `S3Store`."""
+    store = vs.S3Store(bucket, endpoint=endpoint, access_key="testing", secret_key="testing-secret")
+    block = bytes(range(256)) * 4096
+    count = int(mib)
+    info = store.put("big/object.bin", (block for _ in range(count)))
+    digest = hashlib.sha256()
+    with store.get("big/object.bin") as r:
+        while chunk := r.read(MiB):
+            digest.update(chunk)
+    expected = hashlib.sha256()
+    for _ in range(count):
+        expected.update(block)
+    result = {
+        "size": info.size,
+        "intact": digest.digest() == expected.digest(),
+        "peak_rss_kib": peak_rss_kib(),
+    }
+    print(json.dumps(result))
+
+
 if __name__ == "__main__":
     command, *arguments = sys.argv[1:]
-    commands: dict[str, Callable[..., None]] = {"writer": writer, "reader": reader, "memory": memory}
+    commands: dict[str, Callable[..., None]] = {
+        "writer": writer,
+        "reader": reader,
+        "memory": memory,
+        "s3-memory": s3_memory,
+    }
     commands[command](*arguments)

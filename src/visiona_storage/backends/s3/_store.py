@@ -142,8 +142,8 @@ class S3Store(Store):
     def _put_multipart(
         self,
         key: str,
-        first: bytes,
-        rest: Iterator[bytes],
+        first: bytearray,
+        rest: Iterator[bytearray],
         headers: dict[str, Any],
         conditions: dict[str, str],
     ) -> dict[str, Any]:

@@ -16,10 +16,11 @@ MAX_PARTS = 10_000
 MIN_PART_SIZE = 5 << 20
 
 
-def parts(chunks: Iterable[bytes | bytearray | memoryview], part_size: int) -> Iterator[bytes]:
+def parts(chunks: Iterable[bytes | bytearray | memoryview], part_size: int) -> Iterator[bytearray]:
     """Regroup `chunks` into parts of exactly `part_size` bytes (the last may be shorter).
 
-    Yields at least one part, empty for an empty body.
+    Each part is a buffer of its own that the consumer keeps (no copy is made to
+    hand it over). Yields at least one part, empty for an empty body.
     """
     buffer = bytearray()
     yielded = False
@@ -29,12 +30,12 @@ def parts(chunks: Iterable[bytes | bytearray | memoryview], part_size: int) -> I
             take = part_size - len(buffer)
             buffer += view[:take]
             view = view[take:]
-            yield bytes(buffer)
+            yield buffer
             yielded = True
-            buffer.clear()
+            buffer = bytearray()
         buffer += view
     if buffer or not yielded:
-        yield bytes(buffer)
+        yield buffer
 
 
 def part_size_for(size: int, preferred: int) -> int:
@@ -56,7 +57,7 @@ class MultipartUpload:
             "UploadId"
         ]
 
-    def upload(self, first: bytes, rest: Iterator[bytes], concurrency: int) -> list[dict[str, Any]]:
+    def upload(self, first: bytearray, rest: Iterator[bytearray], concurrency: int) -> list[dict[str, Any]]:
         """Upload `first` and every part of `rest`; return the parts for completion.
 
         At most `concurrency` parts are in flight and one more is being read, so
@@ -82,7 +83,7 @@ class MultipartUpload:
                     future.cancel()
         return sorted(done, key=lambda part: int(part["PartNumber"]))
 
-    def _upload_part(self, number: int, data: bytes) -> dict[str, Any]:
+    def _upload_part(self, number: int, data: bytearray) -> dict[str, Any]:
         response = self._client.upload_part(
             Bucket=self._bucket, Key=self._key, UploadId=self.upload_id, PartNumber=number, Body=data
         )
@@ -106,7 +107,7 @@ class MultipartUpload:
             log.warning("could not abort multipart upload of %r: %s", self._key, exc)
 
 
-def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+def _chain(first: bytearray, rest: Iterator[bytearray]) -> Iterator[bytearray]:
     yield first
     yield from rest
 

@@ -1,0 +1,195 @@
+"""Promises of the S3 backend beyond the conformance suite, on moto's real server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import visiona_storage as vs
+from servers import S3Server, free_port
+from visiona_storage.backends.s3._metadata import decode_value, encode_value
+
+MiB = 1 << 20
+WORKERS = str(Path(__file__).with_name("workers.py"))
+
+
+@pytest.fixture
+def bucket(moto: S3Server) -> Iterator[str]:
+    name = moto.new_bucket()
+    yield name
+    moto.drop_bucket(name)
+
+
+def _store(server: S3Server, bucket: str, **options: Any) -> vs.S3Store:
+    return vs.S3Store(
+        bucket,
+        endpoint=server.endpoint,
+        access_key=server.access_key,
+        secret_key=server.secret_key,
+        **options,
+    )
+
+
+def _uploads(server: S3Server, bucket: str) -> list[Any]:
+    uploads: list[Any] = server.client().list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    return uploads
+
+
+@pytest.mark.parametrize("failure", ["size-mismatch", "caller-error", "bad-part"])
+def test_a_failed_multipart_put_leaves_no_upload_behind(moto: S3Server, bucket: str, failure: str) -> None:
+    store = _store(moto, bucket, part_size=5 * MiB, concurrency=2)
+    store.put("k", b"old")
+
+    class CallerError(Exception):
+        pass
+
+    def body() -> Iterator[bytes]:
+        for _ in range(4):
+            yield b"x" * (3 * MiB)
+        if failure == "caller-error":
+            raise CallerError
+        if failure == "bad-part":
+            yield "not bytes"  # type: ignore[misc]
+
+    expected: type[Exception] = {
+        "size-mismatch": vs.SizeMismatchError,
+        "caller-error": CallerError,
+        "bad-part": vs.InvalidArgumentError,
+    }[failure]
+    with pytest.raises(expected):
+        store.put("k", body(), size=20 * MiB if failure == "size-mismatch" else -1)
+    assert _uploads(moto, bucket) == []
+    with store.get("k") as reader:
+        assert reader.read() == b"old"
+
+
+def test_large_bodies_go_up_in_parallel_parts(moto: S3Server, bucket: str) -> None:
+    store = _store(moto, bucket, part_size=5 * MiB, concurrency=3)
+    calls: list[str] = []
+    store._client.meta.events.register("before-call.s3.*", lambda model, **_: calls.append(model.name))
+    data = bytes(range(256)) * (64 * 1024)  # 16 MiB
+    info = store.put("big", iter([data[i : i + MiB] for i in range(0, len(data), MiB)]))
+    assert calls.count("UploadPart") == 4
+    assert calls[0] == "CreateMultipartUpload"
+    assert "CompleteMultipartUpload" in calls
+    assert info.size == len(data)
+    with store.get("big") as reader:
+        assert reader.read() == data
+
+
+def test_small_bodies_go_up_in_one_request(moto: S3Server, bucket: str) -> None:
+    store = _store(moto, bucket)
+    calls: list[str] = []
+    store._client.meta.events.register("before-call.s3.*", lambda model, **_: calls.append(model.name))
+    store.put("small", iter([b"a" * 1000, b"b" * 1000]))
+    assert calls == ["PutObject", "HeadObject"]
+
+
+def test_list_pages_lazily_through_more_than_1000_keys(moto: S3Server, bucket: str) -> None:
+    client = moto.client()
+    keys = [f"page/{i:05d}" for i in range(1105)] + ["page-", "page0"]
+    for key in keys:
+        client.put_object(Bucket=bucket, Key=key, Body=b"")
+    store = _store(moto, bucket, list_page_size=100)
+    pages: list[Any] = []
+    store._client.meta.events.register(
+        "before-call.s3.ListObjectsV2", lambda params, **_: pages.append(params)
+    )
+    listing = store.list("page")
+    assert next(listing).key == "page-"
+    assert len(pages) == 1
+    rest = [info.key for info in listing]
+    assert ["page-", *rest] == sorted(keys, key=lambda k: k.encode())
+    assert len(pages) == 12
+
+
+def test_unicode_metadata_round_trips_and_reads_as_rfc2047_elsewhere(moto: S3Server, bucket: str) -> None:
+    store = _store(moto, bucket)
+    store.put("m", b"x", metadata={"title": "模型 v2", "plain": "ascii value"})
+    assert store.stat("m").metadata == {"title": "模型 v2", "plain": "ascii value"}
+    raw = moto.client().head_object(Bucket=bucket, Key="m")["Metadata"]
+    assert raw["plain"] == "ascii value"
+    assert raw["title"].startswith("=?UTF-8?B?")
+
+
+@pytest.mark.parametrize(
+    "value", ["", " ", "模型", "=?UTF-8?B?5qih5Z6L?=", "=?x", "a\nb", " pad ", "tab\t", "ok", "\x00", "é"]
+)
+def test_metadata_header_encoding_round_trips(value: str) -> None:
+    encoded = encode_value(value)
+    assert encoded.isascii()
+    assert encoded == encoded.strip()
+    assert all(32 <= ord(c) < 127 for c in encoded)
+    assert decode_value(encoded) == value
+
+
+def test_a_non_aws_endpoint_gets_path_style_and_checksums_only_when_required(moto: S3Server) -> None:
+    store = _store(moto, "b")
+    config = store._client.meta.config
+    assert config.s3["addressing_style"] == "path"
+    assert config.request_checksum_calculation == "when_required"
+    assert config.response_checksum_validation == "when_required"
+    aws = vs.S3Store("b", access_key="a", secret_key="s")
+    assert aws._client.meta.config.request_checksum_calculation == "when_supported"
+    assert aws.multipart_conditions is True
+    assert store.multipart_conditions is False
+
+
+def test_an_unreachable_endpoint_is_a_storage_error_naming_it() -> None:
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    store = vs.S3Store("b", endpoint=endpoint, access_key="a", secret_key="s", max_attempts=1)
+    for call in (lambda: store.stat("k"), lambda: store.put("k", b"x"), lambda: list(store.list())):
+        with pytest.raises(vs.StorageError) as caught:
+            call()
+        assert endpoint in str(caught.value)
+        assert type(caught.value).__module__.startswith("visiona_storage")
+
+
+def test_a_missing_bucket_is_a_storage_error_naming_it(moto: S3Server) -> None:
+    store = _store(moto, "no-such-bucket-here")
+    with pytest.raises(vs.StorageError, match="no-such-bucket-here"):
+        store.put("k", b"x")
+    with pytest.raises(vs.StorageError, match="no-such-bucket-here"):
+        list(store.list())
+
+
+def test_errors_never_show_the_secret_key(moto: S3Server) -> None:
+    secret = "SUPER-SECRET-KEY-0123456789"
+    store = vs.S3Store("missing-bucket", endpoint=moto.endpoint, access_key="a", secret_key=secret)
+    with pytest.raises(vs.StorageError) as caught:
+        store.put("k", b"x")
+    assert secret not in str(caught.value)
+    assert secret not in repr(caught.value)
+    assert secret not in repr(store)
+
+
+def test_presigned_put_cannot_promise_a_max_size_on_s3(moto: S3Server, bucket: str) -> None:
+    with pytest.raises(vs.UnsupportedError):
+        _store(moto, bucket).presigned_put_url("k", max_size=100)
+
+
+def test_put_returns_a_stat_even_when_the_object_was_replaced_meanwhile(moto: S3Server, bucket: str) -> None:
+    store = _store(moto, bucket)
+    info = store.put("k", b"mine", metadata={"who": "me"})
+    assert info == store.stat("k")
+
+
+@pytest.mark.slow
+def test_streaming_1gib_to_s3_keeps_memory_bounded(moto: S3Server, bucket: str) -> None:
+    out = subprocess.run(
+        [sys.executable, WORKERS, "s3-memory", moto.endpoint, bucket, "512"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    ).stdout
+    result = json.loads(out)
+    print(f"\nS3 put+get of 512 MiB on moto: peak RSS {result['peak_rss_kib'] / 1024:.1f} MiB")
+    assert result["intact"]
+    assert result["peak_rss_kib"] / 1024 < 128
