@@ -1,15 +1,34 @@
-"""Session-wide servers for the S3 tests."""
+"""Session-wide servers for the S3 tests: moto's server, and a Ceph cluster with its
+RADOS Gateway over HTTP and HTTPS (skipped only outside CI where Ceph is not installed)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from servers import S3Server, moto_server
+from servers import S3Server, ceph_rgw, have_ceph, moto_server
 
 
 @pytest.fixture(scope="session")
 def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     yield from moto_server(Path(tmp_path_factory.mktemp("moto")))
+
+
+@pytest.fixture(scope="session")
+def ceph_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[S3Server, S3Server]]:
+    if not have_ceph() and not os.environ.get("CI"):
+        pytest.skip("Ceph is not installed: run `scripts/ceph-rgw install` (CI always runs these)")
+    yield from ceph_rgw(Path(tmp_path_factory.mktemp("ceph")))
+
+
+@pytest.fixture(scope="session")
+def ceph(ceph_servers: tuple[S3Server, S3Server]) -> S3Server:
+    return ceph_servers[0]
+
+
+@pytest.fixture(scope="session")
+def ceph_https(ceph_servers: tuple[S3Server, S3Server]) -> S3Server:
+    return ceph_servers[1]

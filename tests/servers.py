@@ -6,6 +6,7 @@ Each is started by the test session itself and stopped by PID at its end.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -107,3 +108,39 @@ def moto_server(log_dir: Path) -> Iterator[S3Server]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+def ceph_rgw(work_dir: Path) -> Iterator[tuple[S3Server, S3Server]]:
+    """A throw-away Ceph cluster (``scripts/ceph-rgw``): its HTTP and HTTPS gateways."""
+    script = str(ROOT / "scripts" / "ceph-rgw")
+    started = time.monotonic()
+    try:
+        out = subprocess.run(
+            ["bash", script, "start", str(work_dir)], check=True, capture_output=True, text=True, timeout=300
+        ).stdout
+    except subprocess.CalledProcessError as exc:
+        subprocess.run(["bash", script, "stop", str(work_dir)], check=False)
+        raise RuntimeError(f"Ceph did not start: {exc.stderr[-2000:]}") from exc
+    seconds = time.monotonic() - started
+    print(f"\nCeph RGW cluster started in {seconds:.1f} s", file=sys.stderr)
+    (work_dir / "startup-seconds").write_text(f"{seconds:.1f}\n")
+    env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    try:
+        yield (
+            S3Server(
+                "ceph", env["CEPH_RGW_ENDPOINT"], env["CEPH_RGW_ACCESS_KEY"], env["CEPH_RGW_SECRET_KEY"]
+            ),
+            S3Server(
+                "ceph-https",
+                env["CEPH_RGW_SSL_ENDPOINT"],
+                env["CEPH_RGW_ACCESS_KEY"],
+                env["CEPH_RGW_SECRET_KEY"],
+                verify=env["CEPH_RGW_CA_FILE"],
+            ),
+        )
+    finally:
+        subprocess.run(["bash", script, "stop", str(work_dir)], check=False)
+
+
+def have_ceph() -> bool:
+    return all(shutil.which(tool) for tool in ("radosgw", "ceph-mon", "ceph-osd", "openssl"))

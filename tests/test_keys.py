@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import visiona_storage as vs
-from visiona_storage._keys import key_problem
+from visiona_storage._keys import key_problem, prefix_can_match
 from visiona_storage.testing import BAD_KEYS, ODD_KEYS
 
 
@@ -47,3 +47,26 @@ def test_the_error_says_which_rule_is_broken(key: str, words: str) -> None:
     with pytest.raises(vs.InvalidKeyError, match=words.replace("(", r"\(")) as caught:
         vs.check_key(key)
     assert caught.value.key == key
+
+
+@pytest.mark.parametrize(
+    ("prefix", "can_match"),
+    [
+        ("", True),
+        ("models/", True),
+        ("models/u1", True),
+        ("a/..b", True),
+        ("a" * 200, True),
+        ("a" * 201, False),
+        ("../", False),
+        ("a/./", False),
+        ("a//", False),
+        ("/", False),
+        ("a\\", False),
+        ("x\x00", False),
+        ("x.meta.json/", False),
+        ("x.meta.json", True),  # could still become "x.meta.json5"
+    ],
+)
+def test_a_prefix_no_valid_key_can_start_with_is_known(prefix: str, can_match: bool) -> None:
+    assert prefix_can_match(prefix) is can_match

@@ -16,15 +16,17 @@ MAX_METADATA_BYTES = 2048
 MAX_TTL_SECONDS = 7 * 24 * 3600
 """S3's limit for a presigned URL: 7 days."""
 
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# HTTP header token characters, less "_": Ceph RGW turns "_" into "-" and nginx drops
+# headers that contain it, so such a key could not round-trip on every backend.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^`|~0-9A-Za-z]+")
 _HEADER_VALUE = re.compile(r"[\x20-\x7e]+")
 
 
 def check_metadata(metadata: Mapping[str, str] | None, key: str | None = None) -> dict[str, str]:
     """Return `metadata` with keys lowercased, as S3 stores them.
 
-    Keys must be HTTP header tokens, unique once lowercased; values any unicode
-    text; keys and values together at most 2 KB of UTF-8.
+    Keys must be HTTP header tokens without ``_``, unique once lowercased; values
+    any unicode text; keys and values together at most 2 KB of UTF-8.
     """
     if metadata is None:
         return {}
@@ -39,7 +41,11 @@ def check_metadata(metadata: Mapping[str, str] | None, key: str | None = None) -
                 key,
             )
         if not _TOKEN.fullmatch(name):
-            raise InvalidArgumentError(f"metadata key {name!r} is not an HTTP header token", key)
+            raise InvalidArgumentError(
+                f"metadata key {name!r} is not an HTTP header token without '_' "
+                f"(letters, digits and !#$%&'*+-.^`|~)",
+                key,
+            )
         lowered = name.lower()
         if lowered in clean:
             raise InvalidArgumentError(f"metadata key {name!r} repeats another one, case aside", key)

@@ -100,6 +100,18 @@ def check_prefix(prefix: object) -> str:
     return prefix
 
 
+def prefix_can_match(prefix: str) -> bool:
+    """Whether some valid key starts with `prefix` (a checked prefix)."""
+    if prefix == "":
+        return True
+    if _CONTROL.search(prefix) or "\\" in prefix or prefix.startswith("/"):
+        return False
+    *complete, partial = prefix.split("/")
+    if any(segment_problem(segment) is not None for segment in complete):
+        return False
+    return len(partial.encode("utf-8")) <= MAX_SEGMENT_BYTES
+
+
 def sort_key(key: str) -> bytes:
     """The order S3 lists keys in: ascending UTF-8 bytes."""
     return key.encode("utf-8")

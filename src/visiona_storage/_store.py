@@ -18,7 +18,7 @@ from . import _arguments as args
 from ._body import Body, PutData
 from ._content_types import guess_content_type
 from ._errors import StorageError, UnsupportedError
-from ._keys import check_key, check_prefix
+from ._keys import check_key, check_prefix, prefix_can_match
 from ._models import ObjectInfo, ObjectReader
 
 DEFAULT_TTL = timedelta(minutes=15)
@@ -104,7 +104,9 @@ class Store(abc.ABC):
         may be empty. Raises `InvalidKeyError` for a prefix that is not text.
         """
         self._check_open()
-        return self._list(check_prefix(prefix))
+        if not prefix_can_match(check_prefix(prefix)):
+            return iter(())
+        return self._list(prefix)
 
     def presigned_get_url(self, key: str, ttl: timedelta | int | float = DEFAULT_TTL) -> str:
         """Return a URL that lets anyone holding it GET `key` for `ttl` (at most 7 days).
@@ -194,7 +196,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def _list(self, prefix: str) -> Iterator[ObjectInfo]:
-        """Yield objects under `prefix` in ascending UTF-8 byte order of keys."""
+        """Yield objects under `prefix` in ascending UTF-8 byte order of keys. The
+        prefix is text that some valid key could start with."""
 
     def _presigned_url(
         self, method: str, key: str, ttl_seconds: int, content_type: str | None, max_size: int | None

@@ -319,8 +319,6 @@ class LocalFSStore(Store):
 
     def _list(self, prefix: str) -> Iterator[ObjectInfo]:
         folders, start = _split(prefix)
-        if any(segment_problem(part) for part in folders):
-            return
         with _os_errors(prefix, "list"):
             try:
                 dir_fd = tree.open_folder(self._root_fd, folders, create=False, key=prefix)

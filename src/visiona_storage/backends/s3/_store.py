@@ -286,7 +286,9 @@ def _conditions(if_match: str | None, if_none_match: str | None) -> dict[str, st
     if if_none_match is not None:
         return {"IfNoneMatch": if_none_match}
     if if_match is not None:
-        return {"IfMatch": f'"{if_match}"'}
+        # Bare, not quoted: Ceph RGW 16 compares If-Match on a PUT with the bare ETag,
+        # and AWS and moto accept either form.
+        return {"IfMatch": if_match}
     return {}
 
 
