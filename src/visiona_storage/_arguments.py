@@ -16,17 +16,19 @@ MAX_METADATA_BYTES = 2048
 MAX_TTL_SECONDS = 7 * 24 * 3600
 """S3's limit for a presigned URL: 7 days."""
 
-# HTTP header token characters, less "_": Ceph RGW turns "_" into "-" and nginx drops
-# headers that contain it, so such a key could not round-trip on every backend.
-_TOKEN = re.compile(r"[!#$%&'*+\-.^`|~0-9A-Za-z]+")
+# The header-token characters that survive every server and proxy on the way: Ceph RGW
+# turns "_" into "-", moto drops keys with "." or "~", and nginx by default drops any
+# header whose name is not letters, digits and hyphens.
+_TOKEN = re.compile(r"[0-9A-Za-z-]+")
 _HEADER_VALUE = re.compile(r"[\x20-\x7e]+")
 
 
 def check_metadata(metadata: Mapping[str, str] | None, key: str | None = None) -> dict[str, str]:
     """Return `metadata` with keys lowercased, as S3 stores them.
 
-    Keys must be HTTP header tokens without ``_``, unique once lowercased; values
-    any unicode text; keys and values together at most 2 KB of UTF-8.
+    Keys are letters, digits and ``-`` (the header names every S3 server and HTTP
+    proxy passes on), unique once lowercased; values any unicode text; keys and
+    values together at most 2 KB of UTF-8.
     """
     if metadata is None:
         return {}
@@ -42,8 +44,8 @@ def check_metadata(metadata: Mapping[str, str] | None, key: str | None = None) -
             )
         if not _TOKEN.fullmatch(name):
             raise InvalidArgumentError(
-                f"metadata key {name!r} is not an HTTP header token without '_' "
-                f"(letters, digits and !#$%&'*+-.^`|~)",
+                f"metadata key {name!r} must be letters, digits and '-' only: it travels as "
+                f"an x-amz-meta-* header, and servers and proxies drop or rewrite other names",
                 key,
             )
         lowered = name.lower()
