@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from servers import S3Server, ceph_rgw, have_ceph, moto_server
+from servers import FIGURES, S3Server, ceph_rgw, have_ceph, moto_server
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +22,12 @@ def ceph_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[S3S
     if not have_ceph() and not os.environ.get("CI"):
         pytest.skip("Ceph is not installed: run `scripts/ceph-rgw install` (CI always runs these)")
     yield from ceph_rgw(Path(tmp_path_factory.mktemp("ceph")))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the figures the server fixtures measured."""
+    for line in FIGURES:
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

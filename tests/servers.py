@@ -22,6 +22,9 @@ from botocore.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 
+FIGURES: list[str] = []
+"""Figures measured by the fixtures, printed at the end of the test run."""
+
 
 @dataclass(frozen=True)
 class S3Server:
@@ -122,8 +125,7 @@ def ceph_rgw(work_dir: Path) -> Iterator[tuple[S3Server, S3Server]]:
         subprocess.run(["bash", script, "stop", str(work_dir)], check=False)
         raise RuntimeError(f"Ceph did not start: {exc.stderr[-2000:]}") from exc
     seconds = time.monotonic() - started
-    print(f"\nCeph RGW cluster started in {seconds:.1f} s", file=sys.stderr)
-    (work_dir / "startup-seconds").write_text(f"{seconds:.1f}\n")
+    FIGURES.append(f"Ceph RGW cluster (mon, memstore OSD, radosgw) started in {seconds:.1f} s")
     env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
     try:
         yield (

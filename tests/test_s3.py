@@ -26,6 +26,20 @@ def bucket(moto: S3Server) -> Iterator[str]:
     moto.drop_bucket(name)
 
 
+@pytest.fixture(params=["moto", "ceph"])
+def server(request: pytest.FixtureRequest) -> S3Server:
+    """Each real server in turn."""
+    found: S3Server = request.getfixturevalue(request.param)
+    return found
+
+
+@pytest.fixture
+def server_bucket(server: S3Server) -> Iterator[str]:
+    name = server.new_bucket()
+    yield name
+    server.drop_bucket(name)
+
+
 def _store(server: S3Server, bucket: str, **options: Any) -> vs.S3Store:
     return vs.S3Store(
         bucket,
@@ -42,7 +56,10 @@ def _uploads(server: S3Server, bucket: str) -> list[Any]:
 
 
 @pytest.mark.parametrize("failure", ["size-mismatch", "caller-error", "bad-part"])
-def test_a_failed_multipart_put_leaves_no_upload_behind(moto: S3Server, bucket: str, failure: str) -> None:
+def test_a_failed_multipart_put_leaves_no_upload_behind(
+    server: S3Server, server_bucket: str, failure: str
+) -> None:
+    moto, bucket = server, server_bucket
     store = _store(moto, bucket, part_size=5 * MiB, concurrency=2)
     store.put("k", b"old")
 
@@ -91,7 +108,8 @@ def test_small_bodies_go_up_in_one_request(moto: S3Server, bucket: str) -> None:
     assert calls == ["PutObject", "HeadObject"]
 
 
-def test_list_pages_lazily_through_more_than_1000_keys(moto: S3Server, bucket: str) -> None:
+def test_list_pages_lazily_through_more_than_1000_keys(server: S3Server, server_bucket: str) -> None:
+    moto, bucket = server, server_bucket
     client = moto.client()
     keys = [f"page/{i:05d}" for i in range(1105)] + ["page-", "page0"]
     for key in keys:
@@ -151,12 +169,26 @@ def test_an_unreachable_endpoint_is_a_storage_error_naming_it() -> None:
         assert type(caught.value).__module__.startswith("visiona_storage")
 
 
-def test_a_missing_bucket_is_a_storage_error_naming_it(moto: S3Server) -> None:
-    store = _store(moto, "no-such-bucket-here")
+def test_a_missing_bucket_is_a_storage_error_naming_it(server: S3Server) -> None:
+    store = _store(server, "no-such-bucket-here")
     with pytest.raises(vs.StorageError, match="no-such-bucket-here"):
         store.put("k", b"x")
     with pytest.raises(vs.StorageError, match="no-such-bucket-here"):
         list(store.list())
+
+
+def test_a_wrong_secret_key_is_a_storage_error_that_says_access_denied(ceph: S3Server) -> None:
+    bucket = ceph.new_bucket()
+    try:
+        secret = "WRONG-SECRET-0123456789"
+        store = vs.S3Store(bucket, endpoint=ceph.endpoint, access_key=ceph.access_key, secret_key=secret)
+        for call in (lambda: store.put("k", b"x"), lambda: store.stat("k"), lambda: list(store.list())):
+            with pytest.raises(vs.StorageError, match="access denied") as caught:
+                call()
+            assert ceph.endpoint in str(caught.value)
+            assert secret not in str(caught.value)
+    finally:
+        ceph.drop_bucket(bucket)
 
 
 def test_errors_never_show_the_secret_key(moto: S3Server) -> None:
