@@ -169,6 +169,15 @@ def test_an_unreachable_endpoint_is_a_storage_error_naming_it() -> None:
         assert type(caught.value).__module__.startswith("visiona_storage")
 
 
+@pytest.mark.parametrize(
+    "options",
+    [{"endpoint": "not a url"}, {"endpoint": "ftp://x"}, {"part_size": 1024}, {"region": "bad region!"}],
+)
+def test_a_bad_configuration_is_a_config_error(options: dict[str, Any]) -> None:
+    with pytest.raises(vs.ConfigError):
+        vs.S3Store("b", access_key="a", secret_key="s", **options)
+
+
 def test_a_missing_bucket_is_a_storage_error_naming_it(server: S3Server) -> None:
     store = _store(server, "no-such-bucket-here")
     with pytest.raises(vs.StorageError, match="no-such-bucket-here"):

@@ -108,9 +108,11 @@ def memory(root: str, mib: str) -> None:
     )
 
 
-def s3_memory(endpoint: str, bucket: str, mib: str) -> None:
+def s3_memory(
+    endpoint: str, bucket: str, mib: str, access_key: str = "testing", secret_key: str = "testing-secret"
+) -> None:
     """Like `memory`, through an `S3Store`."""
-    store = vs.S3Store(bucket, endpoint=endpoint, access_key="testing", secret_key="testing-secret")
+    store = vs.S3Store(bucket, endpoint=endpoint, access_key=access_key, secret_key=secret_key)
     block = bytes(range(256)) * 4096
     count = int(mib)
     info = store.put("big/object.bin", (block for _ in range(count)))

@@ -6,13 +6,14 @@ import logging
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ..._body import Body
-from ..._errors import NotFoundError, PreconditionFailedError, UnsupportedError
+from ..._errors import ConfigError, NotFoundError, PreconditionFailedError, UnsupportedError
 from ..._keys import key_problem
 from ..._models import ObjectInfo, ObjectReader
 from ..._store import Store
@@ -63,7 +64,12 @@ class S3Store(Store):
         multipart_conditions: bool | None = None,
     ) -> None:
         if part_size < 5 << 20:
-            raise ValueError("part_size must be at least 5 MiB, S3's minimum")
+            raise ConfigError("part_size must be at least 5 MiB, S3's minimum")
+        parsed = urlsplit(endpoint)
+        if endpoint and (parsed.scheme not in ("http", "https") or not parsed.hostname):
+            raise ConfigError(
+                f"endpoint must be an http:// or https:// URL, or empty for AWS, not {endpoint!r}"
+            )
         self.bucket = bucket
         self.endpoint = endpoint.rstrip("/")
         self.region = region
@@ -89,9 +95,14 @@ class S3Store(Store):
             aws_session_token=session_token,
             region_name=region,
         )
-        self._client: Any = session.client(
-            "s3", endpoint_url=self.endpoint or None, config=config, verify=verify
-        )
+        try:
+            self._client: Any = session.client(
+                "s3", endpoint_url=self.endpoint or None, config=config, verify=verify
+            )
+        except (BotoCoreError, ValueError) as exc:
+            raise ConfigError(
+                f"cannot use S3 endpoint {self.endpoint!r} in region {region!r}: {exc}"
+            ) from exc
         self._where = self.endpoint or f"AWS S3 ({region})"
 
     def __repr__(self) -> str:
