@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from servers import FIGURES, S3Server, ceph_rgw, have_ceph, moto_server
+from servers import FIGURES, LiveServer, S3Server, ceph_rgw, have_ceph, moto_server
+
+
+@pytest.fixture(scope="session")
+def live() -> Iterator[LiveServer]:
+    """A real uvicorn on loopback; a test points it at its own app with ``live.serve(app)``."""
+    with LiveServer() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import uvicorn
 from botocore.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -146,3 +148,41 @@ def ceph_rgw(work_dir: Path) -> Iterator[tuple[S3Server, S3Server]]:
 
 def have_ceph() -> bool:
     return all(shutil.which(tool) for tool in ("radosgw", "ceph-mon", "ceph-osd", "openssl"))
+
+
+class LiveServer:
+    """A real uvicorn on a loopback port, serving whichever ASGI app `serve` was given last."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._target: Any = None
+        config = uvicorn.Config(
+            self._dispatch,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="off",
+            interface="asgi3",
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="live-uvicorn", daemon=True)
+
+    async def _dispatch(self, scope: Any, receive: Any, send: Any) -> None:
+        await self._target(scope, receive, send)
+
+    def serve(self, app: Any) -> None:
+        self._target = app
+
+    def __enter__(self) -> LiveServer:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)

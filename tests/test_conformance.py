@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from servers import LiveServer
 from visiona_storage import LocalFSStore, MemoryStore, Store
+from visiona_storage.http import create_app
 from visiona_storage.testing import StoreConformance
 
 
@@ -21,17 +23,17 @@ class TestMemoryStore(StoreConformance):
 
 
 class TestLocalFSStore(StoreConformance):
-    supports_presigned_urls = False
+    """Presigned URLs go through the /storage app on a real uvicorn on loopback."""
+
     allows_object_as_prefix = False
+    fsync = True
 
     @pytest.fixture
-    def store(self, tmp_path: Path) -> Iterator[Store]:
-        with LocalFSStore(tmp_path / "storage") as store:
+    def store(self, tmp_path: Path, live: LiveServer) -> Iterator[Store]:
+        with LocalFSStore(tmp_path / "storage", base_url=f"{live.url}/storage", fsync=self.fsync) as store:
+            live.serve(create_app(store))
             yield store
 
 
 class TestLocalFSStoreWithoutFsync(TestLocalFSStore):
-    @pytest.fixture
-    def store(self, tmp_path: Path) -> Iterator[Store]:
-        with LocalFSStore(tmp_path / "storage", fsync=False) as store:
-            yield store
+    fsync = False

@@ -13,7 +13,7 @@ import pytest
 
 import visiona_storage as vs
 from servers import S3Server, free_port
-from visiona_storage.backends.s3._metadata import decode_value, encode_value
+from visiona_storage._headers import decode_value, encode_value
 
 MiB = 1 << 20
 WORKERS = str(Path(__file__).with_name("workers.py"))

@@ -8,9 +8,10 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote, urlencode
 
 from ..._body import Body
 from ..._content_types import guess_content_type
@@ -22,8 +23,9 @@ from ..._errors import (
     StorageError,
     StorageFullError,
 )
-from ..._keys import SIDECAR_SUFFIX, TEMP_SUFFIX, key_problem, segment_problem
+from ..._keys import INTERNAL_DIR, SIDECAR_SUFFIX, TEMP_SUFFIX, key_problem, segment_problem
 from ..._models import DEFAULT_CHUNK_SIZE, ObjectInfo, ObjectReader
+from ..._signing import URLSigner, load_or_create_keys
 from ..._store import Store
 from . import _sidecar as sidecar
 from . import _tree as tree
@@ -51,10 +53,17 @@ class LocalFSStore(Store):
         base_url: str = "http://localhost:3001/storage",
         *,
         fsync: bool = True,
+        signing_keys: Mapping[str, str] | None = None,
+        signing_key_id: str | None = None,
     ) -> None:
         self.root = os.path.abspath(os.fspath(root))
         self.base_url = base_url.rstrip("/")
         self.fsync = fsync
+        self._signing_keys = dict(signing_keys) if signing_keys else None
+        if self._signing_keys is not None:
+            URLSigner(self._signing_keys, signing_key_id)  # a bad key fails here, not at first use
+        self._signing_key_id = signing_key_id
+        self._signer: URLSigner | None = None
         try:
             os.makedirs(self.root, exist_ok=True)
             self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -62,7 +71,30 @@ class LocalFSStore(Store):
             raise StorageError(f"cannot open storage root {self.root!r}: {exc.strerror}") from exc
 
     def __repr__(self) -> str:
-        return f"LocalFSStore(root={self.root!r}, fsync={self.fsync})"
+        return f"LocalFSStore(root={self.root!r}, base_url={self.base_url!r}, fsync={self.fsync})"
+
+    @property
+    def signer(self) -> URLSigner:
+        """The signer of this store's presigned URLs: the configured keys, or else a key
+        generated once and kept in ``root/.visiona-storage/signing-keys.json`` (mode 0600)
+        so that URLs survive restarts. Raises `ConfigError` if that file is damaged."""
+        if self._signer is None:
+            if self._signing_keys is not None:
+                self._signer = URLSigner(self._signing_keys, self._signing_key_id)
+            else:
+                with _os_errors(None, "keep the signing key of"):
+                    self._signer = load_or_create_keys(
+                        os.path.join(self.root, INTERNAL_DIR, "signing-keys.json")
+                    )
+        return self._signer
+
+    def _presigned_url(
+        self, method: str, key: str, ttl_seconds: int, content_type: str | None, max_size: int | None
+    ) -> str:
+        params = self.signer.sign(
+            method, key, ttl_seconds, content_type if method == "PUT" else None, max_size
+        )
+        return f"{self.base_url}/{quote(key, safe='/')}?{urlencode(params)}"
 
     # put
 

@@ -12,12 +12,12 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ... import _headers as _metadata
 from ..._body import Body
 from ..._errors import ConfigError, NotFoundError, PreconditionFailedError, UnsupportedError
 from ..._keys import key_problem
 from ..._models import ObjectInfo, ObjectReader
 from ..._store import Store
-from . import _metadata
 from ._errors import error_code, s3_errors
 from ._upload import MultipartUpload, part_size_for, parts, run_aborting
 

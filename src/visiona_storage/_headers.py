@@ -1,4 +1,4 @@
-"""User metadata in S3 headers, so that any unicode value round-trips on every server.
+"""User metadata in HTTP headers (x-amz-meta-*), so that any unicode value round-trips.
 
 S3 carries metadata as ``x-amz-meta-*`` HTTP headers, which hold printable
 ASCII only and lose leading or trailing spaces. A value that is not plain

@@ -1,0 +1,315 @@
+"""The ``/storage`` HTTP endpoint: presigned GET, HEAD and PUT of any `Store`, as an
+ASGI (Starlette) app that any Starlette or FastAPI service can mount.
+
+    app = create_app(store, cors_origins=["https://app.example.com"])
+
+GET and HEAD answer with ``ETag``, ``Last-Modified``, ``Content-Type``,
+``Content-Length`` and the metadata as ``x-amz-meta-*``, honour a single
+``Range`` (206, or 416) and ``If-None-Match`` (304). PUT streams the body into
+`Store.put`, with ``x-amz-meta-*`` headers as metadata, exactly as a browser
+uploads to S3; an upload that ends early or runs long stores nothing. Every
+request must carry a valid signature (403 otherwise); errors are a small JSON
+body, and bad input never gets a 5xx.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator, Iterator, Sequence
+from email.utils import format_datetime
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from . import _headers
+from ._errors import (
+    ConfigError,
+    InvalidArgumentError,
+    InvalidKeyError,
+    KeyConflictError,
+    NotFoundError,
+    PreconditionFailedError,
+    SignatureError,
+    SizeMismatchError,
+    StorageError,
+    StorageFullError,
+    UnsupportedError,
+)
+from ._keys import check_key
+from ._models import ObjectInfo, ObjectReader
+from ._signing import SignedRequest, URLSigner
+from ._store import Store
+
+log = logging.getLogger("visiona_storage.http")
+
+CHUNK_SIZE = 1 << 20
+META_PREFIX = "x-amz-meta-"
+EXPOSED_HEADERS = ["ETag", "Content-Length", "Content-Range", "Accept-Ranges", "Last-Modified"]
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+# Most specific first: the first class an error is an instance of decides.
+_STATUS: list[tuple[type[StorageError], int, str]] = [
+    (InvalidKeyError, 400, "InvalidKey"),
+    (SizeMismatchError, 400, "IncompleteBody"),
+    (InvalidArgumentError, 400, "InvalidArgument"),
+    (NotFoundError, 404, "NoSuchKey"),
+    (SignatureError, 403, "AccessDenied"),
+    (PreconditionFailedError, 412, "PreconditionFailed"),
+    (KeyConflictError, 409, "KeyConflict"),
+    (StorageFullError, 507, "InsufficientStorage"),
+    (UnsupportedError, 501, "NotImplemented"),
+]
+
+
+class _TooLargeError(Exception):
+    pass
+
+
+def create_app(
+    store: Store,
+    *,
+    signer: URLSigner | None = None,
+    cors_origins: Sequence[str] = (),
+    prefix: str = "/storage",
+) -> Starlette:
+    """The ASGI app serving `store` under ``{prefix}/{key}``.
+
+    `signer` verifies the presigned URLs; by default the store's own (a
+    `LocalFSStore` has one). `cors_origins` are the origins a browser page may
+    call it from. Raises `ConfigError` if there is no signer.
+    """
+    signer = signer if signer is not None else getattr(store, "signer", None)
+    if not isinstance(signer, URLSigner):
+        raise ConfigError(f"{type(store).__name__} has no URL signer: pass signer=")
+    endpoint = _Endpoint(store, signer)
+    middleware = []
+    if cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(cors_origins),
+                allow_methods=["GET", "HEAD", "PUT"],
+                allow_headers=["*"],
+                expose_headers=EXPOSED_HEADERS,
+                max_age=600,
+            )
+        )
+    route = Route(prefix.rstrip("/") + "/{key:path}", endpoint.handle, methods=["GET", "HEAD", "PUT"])
+    return Starlette(routes=[route], middleware=middleware)
+
+
+class _Endpoint:
+    def __init__(self, store: Store, signer: URLSigner) -> None:
+        self.store = store
+        self.signer = signer
+
+    async def handle(self, request: Request) -> Response:
+        key = request.path_params.get("key", "")
+        try:
+            check_key(key)
+            method = "GET" if request.method == "HEAD" else request.method
+            content_type = request.headers.get("content-type") if method == "PUT" else None
+            signed = self.signer.verify(method, key, request.query_params, content_type)
+            if method == "PUT":
+                return await self._upload(request, key, signed, content_type)
+            return await self._download(request, key, head=request.method == "HEAD")
+        except StorageError as exc:
+            return _error(exc)
+        except _TooLargeError:
+            return _json(413, "EntityTooLarge", "the upload is larger than the URL allows", key)
+        except ClientDisconnect:
+            return _json(400, "IncompleteBody", "the client went away before the body ended", key)
+        except Exception:
+            log.exception("unexpected failure serving %r", key)
+            return _json(500, "InternalError", "the server failed; nothing was changed", key)
+
+    # GET and HEAD
+
+    async def _download(self, request: Request, key: str, *, head: bool) -> Response:
+        wanted = _parse_range(request.headers.get("range"))
+        reader = await anyio.to_thread.run_sync(self._open, key, wanted)
+        info = reader.info
+        try:
+            if_none_match = request.headers.get("if-none-match")
+            if if_none_match is not None and _etag_matches(if_none_match, info.etag):
+                reader.close()
+                return Response(status_code=304, headers=_object_headers(info))
+            if_match = request.headers.get("if-match")
+            if if_match is not None and not _etag_matches(if_match, info.etag):
+                reader.close()
+                return _json(412, "PreconditionFailed", "the object is not at that ETag", key)
+            headers = _object_headers(info)
+            status = 200
+            if wanted is not None:
+                first, last = _resolve(wanted, info.size)
+                if first is None:
+                    reader.close()
+                    return _json(
+                        416,
+                        "InvalidRange",
+                        "the range is not satisfiable",
+                        key,
+                        {"Content-Range": f"bytes */{info.size}"},
+                    )
+                if (first, last) != (0, info.size - 1):
+                    status = 206
+                    headers["Content-Range"] = f"bytes {first}-{last}/{info.size}"
+                headers["Content-Length"] = str(last - first + 1)
+            if head:
+                reader.close()
+                return Response(status_code=status, headers=headers)
+        except BaseException:
+            reader.close()
+            raise
+        return StreamingResponse(_stream(reader), status_code=status, headers=headers)
+
+    def _open(self, key: str, wanted: tuple[int | None, int | None] | None) -> ObjectReader:
+        """A reader of the requested bytes, and the info of the object they belong to."""
+        if wanted is None:
+            return self.store.get(key)
+        first, last = wanted
+        if first is not None:
+            return self.store.get(key, first, None if last is None else last + 1)
+        assert last is not None  # a suffix range: the last `last` bytes
+        for _ in range(5):
+            size = self.store.stat(key).size
+            reader = self.store.get(key, max(0, size - last))
+            if reader.info.size == size:
+                return reader
+            reader.close()  # replaced in between; measure again
+        raise StorageError(f"object {key!r} keeps changing while being read", key)
+
+    # PUT
+
+    async def _upload(
+        self, request: Request, key: str, signed: SignedRequest, content_type: str | None
+    ) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and not length.isdigit():
+            raise InvalidArgumentError("Content-Length is not a number", key)
+        size = int(length) if length is not None else -1
+        if signed.max_size is not None and size > signed.max_size:
+            raise _TooLargeError
+        metadata = {
+            name[len(META_PREFIX) :]: _headers.decode_value(value)
+            for name, value in request.headers.items()
+            if name.lower().startswith(META_PREFIX)
+        }
+        if_none_match = request.headers.get("if-none-match")
+        if_match = request.headers.get("if-match")
+        stream = request.stream()
+        limit = signed.max_size
+
+        def chunks() -> Iterator[bytes]:
+            total = 0
+            while True:
+                try:
+                    chunk = anyio.from_thread.run(stream.__anext__)
+                except StopAsyncIteration:
+                    return
+                total += len(chunk)
+                if limit is not None and total > limit:
+                    raise _TooLargeError
+                if chunk:
+                    yield chunk
+
+        def put() -> ObjectInfo:
+            return self.store.put(
+                key,
+                chunks(),
+                size=size,
+                metadata=metadata,
+                content_type=content_type or None,
+                if_none_match=if_none_match,
+                if_match=if_match,
+            )
+
+        info = await anyio.to_thread.run_sync(put)
+        return Response(status_code=200, headers={"ETag": f'"{info.etag}"'})
+
+
+async def _stream(reader: ObjectReader) -> AsyncIterator[bytes]:
+    try:
+        while True:
+            chunk = await anyio.to_thread.run_sync(reader.read, CHUNK_SIZE)
+            if not chunk:
+                return
+            yield chunk
+    finally:
+        reader.close()
+
+
+def _parse_range(header: str | None) -> tuple[int | None, int | None] | None:
+    """A single ``bytes=`` range as (first, last) inclusive, (None, n) for the last n
+    bytes; ``None`` for no range or one to ignore (malformed, or several: RFC 9110
+    lets a server answer those with the whole object)."""
+    if header is None:
+        return None
+    match = _RANGE.fullmatch(header.strip().replace(" ", ""))
+    if match is None or len(header) > 100:
+        return None
+    first_text, last_text = match.groups()
+    if not first_text and not last_text:
+        return None
+    first = int(first_text) if first_text else None
+    last = int(last_text) if last_text else None
+    if first is not None and last is not None and last < first:
+        return None
+    return first, last
+
+
+def _resolve(wanted: tuple[int | None, int | None], size: int) -> tuple[int | None, int]:
+    """The inclusive (first, last) byte of `wanted` in an object of `size`; first is
+    None if the range is unsatisfiable."""
+    first, last = wanted
+    if first is None:  # suffix
+        assert last is not None
+        if last == 0 or size == 0:
+            return None, 0
+        return max(0, size - last), size - 1
+    if first >= size:
+        return None, 0
+    return first, size - 1 if last is None else min(last, size - 1)
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    if header.strip() == "*":
+        return True
+    candidates = (c.strip().removeprefix("W/").strip('"') for c in header.split(","))
+    return etag in candidates
+
+
+def _object_headers(info: ObjectInfo) -> dict[str, str]:
+    headers = {
+        "ETag": f'"{info.etag}"',
+        "Last-Modified": format_datetime(info.last_modified, usegmt=True),
+        "Content-Type": info.content_type or "application/octet-stream",
+        "Content-Length": str(info.size),
+        "Accept-Ranges": "bytes",
+    }
+    for name, value in info.metadata.items():
+        headers[META_PREFIX + name] = _headers.encode_value(value)
+    return headers
+
+
+def _error(exc: StorageError) -> Response:
+    for error_type, status, code in _STATUS:
+        if isinstance(exc, error_type):
+            return _json(status, code, str(exc), exc.key)
+    log.error("storage failure: %s", exc)
+    return _json(500, "InternalError", str(exc), exc.key)
+
+
+def _json(
+    status: int, code: str, message: str, key: str | None, headers: dict[str, str] | None = None
+) -> Response:
+    return JSONResponse({"error": code, "message": message, "key": key}, status_code=status, headers=headers)
