@@ -26,6 +26,7 @@ def test_all_is_pinned_and_sorted() -> None:
         "S3Store",
         "SignatureError",
         "SizeMismatchError",
+        "StorageConfig",
         "StorageError",
         "StorageFullError",
         "Store",
@@ -33,6 +34,8 @@ def test_all_is_pinned_and_sorted() -> None:
         "__version__",
         "check_key",
         "guess_content_type",
+        "load_config",
+        "open_store",
     ]
     assert vs.__all__ == sorted(vs.__all__)
     for name in vs.__all__:

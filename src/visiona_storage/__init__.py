@@ -11,6 +11,7 @@ with vs.LocalFSStore("./data/storage") as store:
 from typing import TYPE_CHECKING, Any
 
 from ._body import PutData
+from ._config import StorageConfig, load_config, open_store
 from ._content_types import guess_content_type
 from ._errors import (
     ConfigError,
@@ -61,6 +62,7 @@ __all__ = [
     "S3Store",
     "SignatureError",
     "SizeMismatchError",
+    "StorageConfig",
     "StorageError",
     "StorageFullError",
     "Store",
@@ -68,4 +70,6 @@ __all__ = [
     "__version__",
     "check_key",
     "guess_content_type",
+    "load_config",
+    "open_store",
 ]

@@ -1,0 +1,230 @@
+"""Configuration: YAML (with ``${VAR}`` and ``${VAR:-default}`` from the environment),
+or the environment alone, into a typed `StorageConfig`, and `open_store`.
+
+    storage:
+      backend: localfs            # or s3
+      localfs: {root: ./data/storage, base_url: http://localhost:3001/storage}
+      s3: {endpoint: "", bucket: visiona-models, region: us-east-1,
+           access_key: "${S3_ACCESS_KEY}", secret_key: "${S3_SECRET_KEY}"}
+      server: {host: 127.0.0.1, port: 3001, cors_origins: []}
+
+A bad configuration raises `ConfigError` naming the field and the problem;
+secret values never appear in errors or in ``repr``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import yaml
+
+from ._errors import ConfigError
+from ._store import Store
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_SECRETS = {"secret_key", "access_key", "signing_keys"}
+
+
+@dataclass(frozen=True)
+class LocalFSConfig:
+    root: str = "./data/storage"
+    base_url: str = "http://localhost:3001/storage"
+    fsync: bool = True
+    signing_keys: dict[str, str] | None = field(default=None, repr=False)
+    signing_key_id: str | None = None
+
+
+@dataclass(frozen=True)
+class S3Config:
+    endpoint: str = ""
+    bucket: str = "visiona-models"
+    region: str = "us-east-1"
+    access_key: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
+    part_size: int = 8 << 20
+    concurrency: int = 4
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 3001
+    cors_origins: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """The whole ``storage:`` section, typed and checked."""
+
+    backend: str = "localfs"
+    localfs: LocalFSConfig = field(default_factory=LocalFSConfig)
+    s3: S3Config = field(default_factory=S3Config)
+    server: ServerConfig = field(default_factory=ServerConfig)
+
+
+ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | StorageConfig | None
+
+
+def load_config(source: ConfigSource = None, environ: Mapping[str, str] | None = None) -> StorageConfig:
+    """The configuration from a YAML file path, a parsed mapping, a `StorageConfig`,
+    or (with ``None``) the environment alone. Raises `ConfigError`."""
+    env = os.environ if environ is None else environ
+    if isinstance(source, StorageConfig):
+        return _checked(source)
+    if source is None:
+        return _checked(_from_environment(env))
+    if isinstance(source, Mapping):
+        document: Any = source
+        where = "the configuration"
+    else:
+        where = os.fspath(source)
+        try:
+            with open(where, encoding="utf-8") as f:
+                document = yaml.safe_load(f)
+        except OSError as exc:
+            raise ConfigError(f"cannot read the configuration file {where}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{where} is not valid YAML: {exc}") from None
+    if not isinstance(document, Mapping) or not isinstance(document.get("storage"), Mapping):
+        raise ConfigError(f"{where}: expected a top-level 'storage:' section")
+    unknown = set(document) - {"storage"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown top-level field(s) {sorted(unknown)}")
+    return _checked(_build(StorageConfig, _expand(document["storage"], "storage", env), "storage"))
+
+
+def open_store(source: ConfigSource = None) -> Store:
+    """Open the store a configuration describes; with none, localfs at ./data/storage
+    (or what ``STORAGE_BACKEND`` and the ``S3_*`` environment variables say)."""
+    config = load_config(source)
+    if config.backend == "s3":
+        from .backends.s3 import S3Store  # noqa: PLC0415 - boto3 only when asked for
+
+        s3 = config.s3
+        return S3Store(
+            s3.bucket,
+            endpoint=s3.endpoint,
+            region=s3.region,
+            access_key=s3.access_key,
+            secret_key=s3.secret_key,
+            part_size=s3.part_size,
+            concurrency=s3.concurrency,
+        )
+    from .backends.localfs import LocalFSStore  # noqa: PLC0415 - avoids an import cycle
+
+    local = config.localfs
+    return LocalFSStore(
+        local.root,
+        base_url=local.base_url,
+        fsync=local.fsync,
+        signing_keys=local.signing_keys,
+        signing_key_id=local.signing_key_id,
+    )
+
+
+def _from_environment(env: Mapping[str, str]) -> StorageConfig:
+    def get(name: str, default: str) -> str:
+        return env.get(name) or default
+
+    s3 = S3Config(
+        endpoint=get("S3_ENDPOINT", ""),
+        bucket=get("S3_BUCKET", S3Config.bucket),
+        region=get("S3_REGION", S3Config.region),
+        access_key=env.get("S3_ACCESS_KEY") or None,
+        secret_key=env.get("S3_SECRET_KEY") or None,
+    )
+    local = LocalFSConfig(
+        root=get("STORAGE_ROOT", LocalFSConfig.root), base_url=get("STORAGE_BASE_URL", LocalFSConfig.base_url)
+    )
+    return StorageConfig(backend=get("STORAGE_BACKEND", "localfs").lower(), localfs=local, s3=s3)
+
+
+def _expand(value: Any, where: str, env: Mapping[str, str]) -> Any:
+    """Substitute ``${VAR}`` and ``${VAR:-default}`` in every string."""
+    if isinstance(value, Mapping):
+        return {k: _expand(v, f"{where}.{k}", env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, f"{where}[{i}]", env) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        found = env.get(name)
+        if found:
+            return found
+        if default is not None:
+            return default
+        raise ConfigError(f"{where}: environment variable {name} is not set (use ${{{name}:-default}})")
+
+    return _VAR.sub(replace, value)
+
+
+def _build(cls: type[Any], raw: Any, where: str) -> Any:
+    if raw is None:
+        return cls()
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of fields")
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(raw) - set(known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {sorted(map(str, unknown))}")
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        values[name] = _field_value(cls, name, value, f"{where}.{name}")
+    return cls(**values)
+
+
+def _field_value(cls: type[Any], name: str, value: Any, where: str) -> Any:
+    nested = {"localfs": LocalFSConfig, "s3": S3Config, "server": ServerConfig}
+    if cls is StorageConfig and name in nested:
+        return _build(nested[name], value, where)
+    default = getattr(cls(), name)
+    secret = name in _SECRETS
+    shown = "a secret" if secret else repr(value)
+    if name == "cors_origins":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: expected a list of origins, got {shown}")
+        return tuple(value)
+    if name == "signing_keys":
+        if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
+            raise ConfigError(f"{where}: expected a mapping of key id to secret")
+        return {str(k): v for k, v in value.items()}
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {shown}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or (
+            not isinstance(value, int) and not (isinstance(value, str) and value.isdigit())
+        ):
+            raise ConfigError(f"{where}: expected a whole number, got {shown}")
+        return int(value)
+    if value is None:
+        return default
+    if not isinstance(value, (str, int, float)):
+        raise ConfigError(f"{where}: expected text, got {shown}")
+    text = str(value)
+    return text if text or default is not None else None
+
+
+def _checked(config: StorageConfig) -> StorageConfig:
+    if config.backend not in ("localfs", "s3"):
+        raise ConfigError(f"storage.backend: must be 'localfs' or 's3', not {config.backend!r}")
+    if not config.localfs.base_url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"storage.localfs.base_url: must be an http(s) URL, not {config.localfs.base_url!r}"
+        )
+    if not config.localfs.root:
+        raise ConfigError("storage.localfs.root: must not be empty")
+    if config.backend == "s3" and not config.s3.bucket:
+        raise ConfigError("storage.s3.bucket: must not be empty")
+    if config.backend == "s3" and bool(config.s3.access_key) != bool(config.s3.secret_key):
+        raise ConfigError("storage.s3: give both access_key and secret_key, or neither")
+    if not 0 < config.server.port < 65536:
+        raise ConfigError(f"storage.server.port: {config.server.port} is not a TCP port")
+    return config

@@ -1,0 +1,258 @@
+"""The ``visiona-storage`` command: serve the /storage endpoint, and put, get, stat,
+ls, rm, presign and clean up objects on the configured store.
+
+Exit status: 0 on success, 1 when the store refuses or fails (missing object,
+failed condition, backend error), 2 for a mistake in the command or the
+configuration. Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+from typing import IO
+
+from ._config import load_config, open_store
+from ._errors import ConfigError, InvalidArgumentError, InvalidKeyError, StorageError
+from ._models import DEFAULT_CHUNK_SIZE
+from ._store import Store
+
+PROGRESS_THRESHOLD = 4 << 20
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.run(args)
+        return result
+    except (ConfigError, InvalidKeyError, InvalidArgumentError) as exc:
+        print(f"visiona-storage: {exc}", file=sys.stderr)
+        return 2
+    except StorageError as exc:
+        print(f"visiona-storage: {exc}", file=sys.stderr)
+        return 1
+    except (BrokenPipeError, KeyboardInterrupt):
+        return 1
+    except OSError as exc:  # the user's own file
+        print(f"visiona-storage: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="visiona-storage", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", help="YAML configuration (default: the environment, else localfs)")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="serve the /storage endpoint (localfs)")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 3001)")
+    serve.set_defaults(run=_serve)
+
+    put = commands.add_parser("put", help="store a file ('-' for stdin) at KEY")
+    put.add_argument("key")
+    put.add_argument("source", help="a file, or - for standard input")
+    put.add_argument("--content-type")
+    put.add_argument("--meta", action="append", default=[], metavar="NAME=VALUE", help="metadata, repeatable")
+    put.add_argument("--if-none-match", help="'*': only create")
+    put.add_argument("--if-match", metavar="ETAG", help="only replace this version")
+    _progress_flag(put)
+    put.set_defaults(run=_put)
+
+    get = commands.add_parser("get", help="write the object at KEY to a file or stdout")
+    get.add_argument("key")
+    get.add_argument("dest", nargs="?", default="-", help="a file, or - for standard output (default)")
+    _progress_flag(get)
+    get.set_defaults(run=_get)
+
+    stat = commands.add_parser("stat", help="print an object's info as JSON")
+    stat.add_argument("key")
+    stat.set_defaults(run=_stat)
+
+    ls = commands.add_parser("ls", help="list objects under PREFIX")
+    ls.add_argument("prefix", nargs="?", default="")
+    ls.set_defaults(run=_ls)
+
+    rm = commands.add_parser("rm", help="delete KEY (a missing key is fine)")
+    rm.add_argument("key")
+    rm.set_defaults(run=_rm)
+
+    presign = commands.add_parser("presign", help="print a presigned URL for KEY")
+    presign.add_argument("key")
+    presign.add_argument("--put", action="store_true", help="a URL to upload (default: download)")
+    presign.add_argument("--ttl", type=int, default=900, help="seconds it stays valid (default 900)")
+    presign.add_argument("--content-type", help="the content type a PUT must carry")
+    presign.add_argument("--max-size", type=int, help="the most bytes a PUT may send")
+    presign.set_defaults(run=_presign)
+
+    cleanup = commands.add_parser("cleanup", help="remove what crashed writers left (localfs)")
+    cleanup.set_defaults(run=_cleanup)
+    return parser
+
+
+def _progress_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a progress bar (default: on a terminal, for more than 4 MiB)",
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn  # noqa: PLC0415 - only the server needs it
+
+    from .backends.localfs import LocalFSStore  # noqa: PLC0415
+    from .http import create_app  # noqa: PLC0415
+
+    config = load_config(args.config)
+    store = open_store(config)
+    if not isinstance(store, LocalFSStore):
+        raise ConfigError("serve is for the localfs backend: on S3, presigned URLs go to S3 itself")
+    removed = store.cleanup()
+    host = args.host or config.server.host
+    port = args.port or config.server.port
+    print(
+        f"visiona-storage: serving {store.root} at http://{host}:{port}/storage"
+        f" (removed {removed} leftover files)",
+        file=sys.stderr,
+    )
+    uvicorn.run(create_app(store, cors_origins=config.server.cors_origins), host=host, port=port)
+    return 0
+
+
+def _put(args: argparse.Namespace) -> int:
+    metadata = {}
+    for item in args.meta:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise InvalidArgumentError(f"--meta {item!r}: expected NAME=VALUE")
+        metadata[name] = value
+    with _open_store(args) as store:
+        source: IO[bytes]
+        if args.source == "-":
+            source, size = sys.stdin.buffer, -1
+        else:
+            source = open(args.source, "rb")  # noqa: SIM115 - closed below
+            size = _file_size(source)
+        try:
+            info = store.put(
+                args.key,
+                _with_progress(_chunks(source), size, args.progress),
+                size=size,
+                metadata=metadata,
+                content_type=args.content_type,
+                if_none_match=args.if_none_match,
+                if_match=args.if_match,
+            )
+        finally:
+            if source is not sys.stdin.buffer:
+                source.close()
+    print(json.dumps({"key": info.key, "size": info.size, "etag": info.etag}))
+    return 0
+
+
+def _get(args: argparse.Namespace) -> int:
+    with _open_store(args) as store, store.get(args.key) as reader:
+        out = sys.stdout.buffer if args.dest == "-" else open(args.dest, "wb")  # noqa: SIM115
+        try:
+            for chunk in _with_progress(reader.iter_chunks(), reader.info.size, args.progress):
+                out.write(chunk)
+            out.flush()
+        finally:
+            if out is not sys.stdout.buffer:
+                out.close()
+    return 0
+
+
+def _stat(args: argparse.Namespace) -> int:
+    with _open_store(args) as store:
+        info = asdict(store.stat(args.key))
+    info["last_modified"] = info["last_modified"].isoformat()
+    print(json.dumps(info, ensure_ascii=False, indent=2))
+    return 0
+
+
+def _ls(args: argparse.Namespace) -> int:
+    with _open_store(args) as store:
+        for info in store.list(args.prefix):
+            stamp = info.last_modified.strftime("%Y-%m-%d %H:%M:%S")
+            print(f"{info.size:>14}  {stamp}  {info.key}")
+    return 0
+
+
+def _rm(args: argparse.Namespace) -> int:
+    with _open_store(args) as store:
+        store.delete(args.key)
+    return 0
+
+
+def _presign(args: argparse.Namespace) -> int:
+    with _open_store(args) as store:
+        if args.put:
+            url = store.presigned_put_url(args.key, args.ttl, args.content_type, max_size=args.max_size)
+        else:
+            url = store.presigned_get_url(args.key, args.ttl)
+    print(url)
+    return 0
+
+
+def _cleanup(args: argparse.Namespace) -> int:
+    from .backends.localfs import LocalFSStore  # noqa: PLC0415
+
+    with _open_store(args) as store:
+        if not isinstance(store, LocalFSStore):
+            raise ConfigError("cleanup is for the localfs backend")
+        print(f"removed {store.cleanup()} leftover files")
+    return 0
+
+
+def _open_store(args: argparse.Namespace) -> Store:
+    return open_store(args.config)
+
+
+def _file_size(f: IO[bytes]) -> int:
+    try:
+        return os.fstat(f.fileno()).st_size
+    except (OSError, ValueError):
+        return -1
+
+
+def _chunks(source: IO[bytes]) -> Iterator[bytes]:
+    while chunk := source.read(DEFAULT_CHUNK_SIZE):
+        yield chunk
+
+
+def _with_progress(chunks: Iterator[bytes], total: int, wanted: bool | None) -> Iterator[bytes]:
+    """Pass `chunks` through, drawing a progress bar on stderr when it is wanted."""
+    show = wanted if wanted is not None else sys.stderr.isatty() and (total < 0 or total > PROGRESS_THRESHOLD)
+    if not show:
+        yield from chunks
+        return
+    done = 0
+    width = max(10, min(40, shutil.get_terminal_size((80, 20)).columns - 40))
+    for chunk in chunks:
+        done += len(chunk)
+        if total > 0:
+            filled = int(width * done / total)
+            bar = "#" * filled + "-" * (width - filled)
+            sys.stderr.write(f"\r[{bar}] {_mib(done)} / {_mib(total)} {100 * done // total:3d}%")
+        else:
+            sys.stderr.write(f"\r{_mib(done)}")
+        sys.stderr.flush()
+        yield chunk
+    sys.stderr.write("\n")
+
+
+def _mib(count: int) -> str:
+    return f"{count / (1 << 20):.1f} MiB"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
