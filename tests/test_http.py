@@ -1,0 +1,271 @@
+"""The /storage endpoint, over a real uvicorn on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import socket
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import visiona_storage as vs
+from servers import LiveServer
+from visiona_storage.http import create_app
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def store(tmp_path: Path, live: LiveServer) -> Iterator[vs.LocalFSStore]:
+    with vs.LocalFSStore(tmp_path / "storage", base_url=f"{live.url}/storage") as store:
+        live.serve(create_app(store, cors_origins=["https://app.example.com"]))
+        yield store
+
+
+def request(
+    method: str, url: str, body: bytes | Iterator[bytes] | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+    try:
+        target = parts.path + ("?" + parts.query if parts.query else "")
+        chunked = not isinstance(body, (bytes, type(None)))
+        conn.request(method, target, body=body, headers=headers or {}, encode_chunked=chunked)
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+def raw_upload(url: str, declared: int, sent: bytes, content_type: str = "application/octet-stream") -> None:
+    """A client that sends `sent` while declaring `declared` bytes, then hangs up."""
+    parts = urllib.parse.urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        head = (
+            f"PUT {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {declared}\r\n\r\n"
+        )
+        sock.sendall(head.encode() + sent)
+        sock.shutdown(socket.SHUT_WR)
+        with contextlib.suppress(OSError):
+            sock.recv(1000)
+
+
+# GET and HEAD
+
+
+def test_get_sends_the_object_with_its_headers(store: vs.LocalFSStore) -> None:
+    info = store.put("m/model.onnx", b"0123456789", metadata={"framework": "onnx", "title": "模型 v2"})
+    status, headers, body = request("GET", store.presigned_get_url("m/model.onnx"))
+    assert (status, body) == (200, b"0123456789")
+    assert headers["etag"] == f'"{info.etag}"'
+    assert headers["content-type"] == "application/octet-stream"
+    assert headers["content-length"] == "10"
+    assert headers["accept-ranges"] == "bytes"
+    assert headers["last-modified"].endswith("GMT")
+    assert headers["x-amz-meta-framework"] == "onnx"
+    assert vs._headers.decode_value(headers["x-amz-meta-title"]) == "模型 v2"
+
+
+def test_head_sends_the_headers_only(store: vs.LocalFSStore) -> None:
+    store.put("k", b"abc")
+    status, headers, body = request("HEAD", store.presigned_get_url("k"))
+    assert (status, body, headers["content-length"]) == (200, b"", "3")
+
+
+@pytest.mark.parametrize(
+    ("header", "status", "body", "content_range"),
+    [
+        ("bytes=2-5", 206, b"2345", "bytes 2-5/10"),
+        ("bytes=7-", 206, b"789", "bytes 7-9/10"),
+        ("bytes=-3", 206, b"789", "bytes 7-9/10"),
+        ("bytes=5-100", 206, b"56789", "bytes 5-9/10"),
+        ("bytes=-100", 200, b"0123456789", None),
+        ("bytes=0-9", 200, b"0123456789", None),
+        ("bytes=0-1,4-5", 200, b"0123456789", None),
+        ("bytes=abc", 200, b"0123456789", None),
+        ("bytes=5-2", 200, b"0123456789", None),
+        ("items=0-1", 200, b"0123456789", None),
+        ("bytes=10-", 416, None, "bytes */10"),
+        ("bytes=10-20", 416, None, "bytes */10"),
+        ("bytes=-0", 416, None, "bytes */10"),
+    ],
+)
+def test_range_requests(
+    store: vs.LocalFSStore, header: str, status: int, body: bytes | None, content_range: str | None
+) -> None:
+    store.put("r", b"0123456789")
+    got_status, headers, got_body = request("GET", store.presigned_get_url("r"), headers={"Range": header})
+    assert got_status == status
+    if body is not None:
+        assert got_body == body
+        assert headers["content-length"] == str(len(body))
+    assert headers.get("content-range") == content_range
+
+
+def test_if_none_match_answers_304(store: vs.LocalFSStore) -> None:
+    info = store.put("k", b"abc")
+    url = store.presigned_get_url("k")
+    assert request("GET", url, headers={"If-None-Match": f'"{info.etag}"'})[0] == 304
+    assert request("GET", url, headers={"If-None-Match": 'W/"other", "x"'})[0] == 200
+    assert request("GET", url, headers={"If-None-Match": "*"})[0] == 304
+
+
+def test_errors_are_small_json_bodies(store: vs.LocalFSStore) -> None:
+    status, headers, body = request("GET", store.presigned_get_url("missing"))
+    assert status == 404
+    assert headers["content-type"] == "application/json"
+    assert json.loads(body) == {
+        "error": "NoSuchKey",
+        "message": "no object at key 'missing'",
+        "key": "missing",
+    }
+
+
+def test_unsigned_or_foreign_requests_are_403(store: vs.LocalFSStore, live: LiveServer) -> None:
+    store.put("k", b"secret")
+    assert request("GET", f"{live.url}/storage/k")[0] == 403
+    other = vs.LocalFSStore(store.root + "-other", base_url=store.base_url)
+    assert request("GET", other.presigned_get_url("k"))[0] == 403
+
+
+@pytest.mark.parametrize(
+    "path", ["a//b", "a/../b", "%2e%2e/x", "a%00b", "x.meta.json", ".visiona-storage/signing-keys.json"]
+)
+def test_bad_keys_are_400(store: vs.LocalFSStore, live: LiveServer, path: str) -> None:
+    status, _, body = request("GET", f"{live.url}/storage/{path}?X-VS-Signature=x")
+    assert status in (400, 404), path
+    if status == 400:
+        assert json.loads(body)["error"] == "InvalidKey"
+
+
+# PUT
+
+
+def test_put_streams_into_the_store_with_metadata_headers(store: vs.LocalFSStore) -> None:
+    url = store.presigned_put_url("up/model.bin", content_type="application/octet-stream")
+    data = bytes(range(256)) * (3 * 4096)
+    status, headers, _ = request(
+        "PUT",
+        url,
+        data,
+        {
+            "Content-Type": "application/octet-stream",
+            "x-amz-meta-framework": "onnx",
+            "x-amz-meta-title": vs._headers.encode_value("模型 v2"),
+        },
+    )
+    assert status == 200
+    info = store.stat("up/model.bin")
+    assert headers["etag"] == f'"{info.etag}"'
+    assert info.metadata == {"framework": "onnx", "title": "模型 v2"}
+    with store.get("up/model.bin") as r:
+        assert r.read() == data
+
+
+def test_an_upload_that_ends_early_stores_nothing(store: vs.LocalFSStore) -> None:
+    store.put("k", b"old version")
+    url = store.presigned_put_url("k", content_type="application/octet-stream")
+    raw_upload(url, declared=4 * MiB, sent=b"x" * MiB)
+    raw_upload(url, declared=100, sent=b"")
+    with store.get("k") as r:
+        assert r.read() == b"old version"
+    raw_upload(store.presigned_put_url("new", content_type="application/octet-stream"), 1000, b"y" * 10)
+    assert [i.key for i in store.list()] == ["k"]
+
+
+def test_an_upload_over_the_signed_max_size_is_413(store: vs.LocalFSStore) -> None:
+    url = store.presigned_put_url("k", content_type="application/octet-stream", max_size=100)
+    assert request("PUT", url, b"x" * 101, {"Content-Type": "application/octet-stream"})[0] == 413
+    assert request("PUT", url, b"x" * 100, {"Content-Type": "application/octet-stream"})[0] == 200
+    headers = {"Content-Type": "application/octet-stream", "Transfer-Encoding": "chunked"}
+    status = request("PUT", url, iter([b"x" * 60, b"x" * 60]), headers)[0]
+    assert status == 413
+    assert store.stat("k").size == 100
+
+
+def test_put_needs_the_signed_content_type(store: vs.LocalFSStore) -> None:
+    url = store.presigned_put_url("k", content_type="application/x-onnx")
+    assert request("PUT", url, b"x", {"Content-Type": "text/html"})[0] == 403
+    assert request("PUT", url, b"x")[0] == 403
+    assert request("PUT", url, b"x", {"Content-Type": "application/x-onnx"})[0] == 200
+
+
+def test_a_get_url_cannot_put_and_a_put_url_cannot_get(store: vs.LocalFSStore) -> None:
+    store.put("k", b"keep")
+    assert (
+        request("PUT", store.presigned_get_url("k"), b"x", {"Content-Type": "application/octet-stream"})[0]
+        == 403
+    )
+    assert request("GET", store.presigned_put_url("k"))[0] == 403
+
+
+def test_conditional_put_headers_are_honoured(store: vs.LocalFSStore) -> None:
+    url = store.presigned_put_url("c", content_type="application/octet-stream")
+    ct = {"Content-Type": "application/octet-stream"}
+    assert request("PUT", url, b"1", {**ct, "If-None-Match": "*"})[0] == 200
+    assert request("PUT", url, b"2", {**ct, "If-None-Match": "*"})[0] == 412
+    etag = store.stat("c").etag
+    assert request("PUT", url, b"3", {**ct, "If-Match": f'"{etag}"'})[0] == 200
+    assert request("PUT", url, b"4", {**ct, "If-Match": f'"{etag}"'})[0] == 412
+
+
+def test_bad_metadata_headers_are_400_and_store_nothing(store: vs.LocalFSStore) -> None:
+    url = store.presigned_put_url("k", content_type="application/octet-stream")
+    status, _, body = request(
+        "PUT", url, b"x", {"Content-Type": "application/octet-stream", "x-amz-meta-big": "v" * 3000}
+    )
+    assert status == 400
+    assert json.loads(body)["error"] == "InvalidArgument"
+    assert list(store.list()) == []
+
+
+def test_key_conflicts_are_409(store: vs.LocalFSStore) -> None:
+    store.put("a/b", b"x")
+    url = store.presigned_put_url("a/b/c", content_type="application/octet-stream")
+    assert request("PUT", url, b"y", {"Content-Type": "application/octet-stream"})[0] == 409
+
+
+# CORS
+
+
+def test_cors_preflight_and_exposed_etag(store: vs.LocalFSStore) -> None:
+    url = store.presigned_put_url("k", content_type="application/octet-stream")
+    status, headers, _ = request(
+        "OPTIONS",
+        url,
+        headers={
+            "Origin": "https://app.example.com",
+            "Access-Control-Request-Method": "PUT",
+            "Access-Control-Request-Headers": "content-type,x-amz-meta-framework",
+        },
+    )
+    assert status == 200
+    assert headers["access-control-allow-origin"] == "https://app.example.com"
+    assert "PUT" in headers["access-control-allow-methods"]
+    assert "x-amz-meta-framework" in headers["access-control-allow-headers"].lower()
+    status, headers, _ = request(
+        "PUT", url, b"x", {"Origin": "https://app.example.com", "Content-Type": "application/octet-stream"}
+    )
+    assert status == 200
+    assert headers["access-control-allow-origin"] == "https://app.example.com"
+    assert "etag" in headers["access-control-expose-headers"].lower()
+
+
+def test_cors_refuses_other_origins(store: vs.LocalFSStore) -> None:
+    status, headers, _ = request(
+        "OPTIONS",
+        store.presigned_put_url("k"),
+        headers={"Origin": "https://evil.example.com", "Access-Control-Request-Method": "PUT"},
+    )
+    assert status == 400
+    assert "access-control-allow-origin" not in headers
+
+
+def test_the_app_needs_a_signer() -> None:
+    with pytest.raises(vs.ConfigError):
+        create_app(vs.MemoryStore())

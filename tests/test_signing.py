@@ -1,0 +1,148 @@
+"""Presigned URLs of the local backend: what is signed, rotation, and the kept key."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+import visiona_storage as vs
+from visiona_storage._signing import EXPIRES, KEY_ID, MAX_SIZE, SIGNATURE, URLSigner
+
+SECRET_A = "a" * 32
+SECRET_B = "b" * 32
+
+
+def _params(url: str) -> tuple[str, dict[str, str]]:
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.unquote(parts.path), dict(urllib.parse.parse_qsl(parts.query))
+
+
+def _mutations(
+    params: dict[str, str], key: str, content_type: str
+) -> list[tuple[str, str, dict[str, str], str]]:
+    """Single-field changes: (method, key, params, content type) with exactly one field altered."""
+    out: list[tuple[str, str, dict[str, str], str]] = []
+    for method in ("GET", "DELETE", "POST", "HEAD", "get"):
+        out.append((method, key, params, content_type))
+    for other in (key + "x", key[:-1], key.upper(), "other/" + key, key.replace("/", "//"), key + "/"):
+        out.append(("PUT", other, params, content_type))
+    for ct in ("text/html", "", content_type + ";", content_type.upper(), content_type + " "):
+        out.append(("PUT", key, params, ct))
+    for name in (EXPIRES, KEY_ID, SIGNATURE, MAX_SIZE):
+        value = params[name]
+        variants = {value + "0", value[:-1], "", "x" + value, value.swapcase()}
+        for position in range(len(value)):
+            for replacement in "0123456789abcdefzZ-":
+                variants.add(value[:position] + replacement + value[position + 1 :])
+        for variant in variants - {value}:
+            out.append(("PUT", key, {**params, name: variant}, content_type))
+        out.append(("PUT", key, {k: v for k, v in params.items() if k != name}, content_type))
+    return out
+
+
+def test_a_thousand_single_field_mutations_are_all_refused() -> None:
+    signer = URLSigner({"k1": SECRET_A})
+    key, content_type = "models/u1/model.onnx", "application/octet-stream"
+    params = signer.sign("PUT", key, 600, content_type, 1000)
+    signer.verify("PUT", key, params, content_type)
+    mutations = _mutations(params, key, content_type)
+    refused = 0
+    for method, other_key, other_params, other_type in mutations:
+        with pytest.raises(vs.SignatureError):
+            signer.verify(method, other_key, other_params, other_type)
+        refused += 1
+    print(f"\nsigned URL mutations: {len(mutations)} tried, {refused} refused")
+    assert len(mutations) >= 1000
+    assert refused == len(mutations)
+
+
+def test_expiry_is_absolute_and_checked() -> None:
+    signer = URLSigner({"k1": SECRET_A})
+    params = signer.sign("GET", "k", 60, None, None)
+    expires = int(params[EXPIRES])
+    assert abs(expires - (time.time() + 60)) < 5
+    signer.verify("GET", "k", params, None, now=expires)
+    with pytest.raises(vs.SignatureError, match="expired"):
+        signer.verify("GET", "k", params, None, now=expires + 1)
+
+
+def test_rotation_one_key_signs_all_verify_and_a_retired_key_is_refused() -> None:
+    old = URLSigner({"old": SECRET_A})
+    old_url = old.sign("GET", "k", 600, None, None)
+    rotated = URLSigner({"new": SECRET_B, "old": SECRET_A}, "new")
+    rotated.verify("GET", "k", old_url, None)
+    new_url = rotated.sign("GET", "k", 600, None, None)
+    assert new_url[KEY_ID] == "new"
+    retired = URLSigner({"new": SECRET_B})
+    retired.verify("GET", "k", new_url, None)
+    with pytest.raises(vs.SignatureError, match="unknown or retired"):
+        retired.verify("GET", "k", old_url, None)
+
+
+def test_a_key_id_signed_with_another_secret_is_refused() -> None:
+    forged = URLSigner({"k1": "f" * 32}).sign("GET", "k", 600, None, None)
+    with pytest.raises(vs.SignatureError):
+        URLSigner({"k1": SECRET_A}).verify("GET", "k", forged, None)
+
+
+@pytest.mark.parametrize(
+    ("keys", "active"),
+    [({}, None), ({"k": "short"}, None), ({"bad id!": SECRET_A}, None), ({"k": SECRET_A}, "missing")],
+)
+def test_bad_signing_keys_are_config_errors_that_hide_the_secret(
+    keys: dict[str, str], active: str | None
+) -> None:
+    with pytest.raises(vs.ConfigError) as caught:
+        URLSigner(keys, active)
+    assert SECRET_A not in str(caught.value)
+
+
+def test_the_signer_repr_shows_no_secret() -> None:
+    assert SECRET_A not in repr(URLSigner({"k1": SECRET_A}))
+
+
+def test_the_generated_key_is_kept_mode_0600_and_urls_survive_a_restart(tmp_path: Path) -> None:
+    root = tmp_path / "storage"
+    with vs.LocalFSStore(root) as first:
+        url = first.presigned_get_url("k", ttl=600)
+    key_file = root / ".visiona-storage" / "signing-keys.json"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    with vs.LocalFSStore(root) as second:
+        key, params = _params(url)
+        second.signer.verify("GET", key.removeprefix("/storage/"), params, None)
+    assert [i.key for i in vs.LocalFSStore(root).list()] == []
+
+
+def test_processes_starting_together_agree_on_one_key(tmp_path: Path) -> None:
+    root = tmp_path / "storage"
+    script = "import sys, visiona_storage as vs; print(vs.LocalFSStore(sys.argv[1]).signer.active)"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(root)], stdout=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
+    ids = {p.communicate()[0].strip() for p in procs}
+    assert len(ids) == 1
+    assert os.listdir(root / ".visiona-storage") == ["signing-keys.json"]
+
+
+def test_configured_keys_sign_and_no_key_file_is_made(tmp_path: Path) -> None:
+    store = vs.LocalFSStore(
+        tmp_path / "s", signing_keys={"k2": SECRET_B, "k1": SECRET_A}, signing_key_id="k2"
+    )
+    _, params = _params(store.presigned_put_url("a/b", ttl=60, content_type="x/y", max_size=10))
+    assert params[KEY_ID] == "k2"
+    assert params[MAX_SIZE] == "10"
+    assert not (tmp_path / "s" / ".visiona-storage").exists()
+
+
+def test_presigned_url_percent_encodes_the_key(tmp_path: Path) -> None:
+    store = vs.LocalFSStore(tmp_path / "s", base_url="http://h:1/storage/")
+    url = store.presigned_get_url("dir/a b%?#模型.nef")
+    assert url.startswith("http://h:1/storage/dir/a%20b%25%3F%23%E6%A8%A1%E5%9E%8B.nef?")
