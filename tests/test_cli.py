@@ -1,0 +1,153 @@
+"""The visiona-storage command, run as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from servers import free_port, wait_for_port
+
+MiB = 1 << 20
+
+
+def run(tmp_path: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    config = tmp_path / "storage.yaml"
+    if not config.exists():
+        config.write_text(f"storage:\n  localfs:\n    root: {tmp_path / 'data'}\n    fsync: false\n")
+    return subprocess.run(
+        [sys.executable, "-m", "visiona_storage.cli", "--config", str(config), *args],
+        input=stdin,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_put_get_stat_ls_rm_round_trip(tmp_path: Path) -> None:
+    source = tmp_path / "model.onnx"
+    source.write_bytes(os.urandom(100_000))
+    put = run(tmp_path, "put", "models/u1/model.onnx", str(source), "--meta", "framework=onnx")
+    assert put.returncode == 0, put.stderr
+    assert json.loads(put.stdout)["size"] == 100_000
+    got = run(tmp_path, "get", "models/u1/model.onnx")
+    assert (got.returncode, got.stdout) == (0, source.read_bytes())
+    dest = tmp_path / "copy.onnx"
+    assert run(tmp_path, "get", "models/u1/model.onnx", str(dest)).returncode == 0
+    assert dest.read_bytes() == source.read_bytes()
+    info = json.loads(run(tmp_path, "stat", "models/u1/model.onnx").stdout)
+    assert info["metadata"] == {"framework": "onnx"}
+    listing = run(tmp_path, "ls", "models/").stdout.decode()
+    assert "models/u1/model.onnx" in listing
+    assert "100000" in listing
+    assert run(tmp_path, "rm", "models/u1/model.onnx").returncode == 0
+    assert run(tmp_path, "ls").stdout == b""
+
+
+def test_stdin_and_stdout(tmp_path: Path) -> None:
+    assert run(tmp_path, "put", "piped", "-", stdin=b"from stdin").returncode == 0
+    assert run(tmp_path, "get", "piped", "-").stdout == b"from stdin"
+
+
+def test_exit_codes_and_one_line_messages(tmp_path: Path) -> None:
+    missing = run(tmp_path, "stat", "nope")
+    assert missing.returncode == 1
+    assert missing.stderr.decode().strip() == "visiona-storage: no object at key 'nope'"
+    bad_key = run(tmp_path, "get", "a//b")
+    assert bad_key.returncode == 2
+    assert len(bad_key.stderr.decode().strip().splitlines()) == 1
+    bad_meta = run(tmp_path, "put", "k", "-", "--meta", "no-equals", stdin=b"x")
+    assert bad_meta.returncode == 2
+    no_file = run(tmp_path, "put", "k", str(tmp_path / "absent.bin"))
+    assert no_file.returncode == 2
+    assert b"Traceback" not in no_file.stderr
+    usage = run(tmp_path, "frobnicate")
+    assert usage.returncode == 2
+    (tmp_path / "bad.yaml").write_text("storage:\n  backend: ftp\n")
+    bad_config = subprocess.run(
+        [sys.executable, "-m", "visiona_storage.cli", "--config", str(tmp_path / "bad.yaml"), "ls"],
+        capture_output=True,
+        check=False,
+    )
+    assert bad_config.returncode == 2
+    assert b"storage.backend" in bad_config.stderr
+    conflict = run(tmp_path, "put", "k", "-", "--if-none-match", "*", stdin=b"1")
+    assert conflict.returncode == 0
+    again = run(tmp_path, "put", "k", "-", "--if-none-match", "*", stdin=b"2")
+    assert again.returncode == 1
+
+
+def test_a_progress_bar_on_large_transfers(tmp_path: Path) -> None:
+    source = tmp_path / "big.bin"
+    source.write_bytes(b"x" * (6 * MiB))
+    put = run(tmp_path, "put", "big", str(source), "--progress")
+    assert b"6.0 MiB / 6.0 MiB 100%" in put.stderr
+    quiet = run(tmp_path, "put", "big", str(source))
+    assert quiet.stderr == b""
+
+
+def test_presign_prints_urls(tmp_path: Path) -> None:
+    get_url = run(tmp_path, "presign", "k").stdout.decode().strip()
+    put_url = run(
+        tmp_path, "presign", "k", "--put", "--content-type", "x/y", "--max-size", "10"
+    ).stdout.decode()
+    assert get_url.startswith("http://localhost:3001/storage/k?X-VS-Expires=")
+    assert "X-VS-Max-Size=10" in put_url
+    assert run(tmp_path, "presign", "k", "--ttl", "9999999").returncode == 2
+
+
+def test_serve_answers_presigned_urls_and_cleans_up_at_start(tmp_path: Path) -> None:
+    port = free_port()
+    root = tmp_path / "data"
+    (tmp_path / "storage.yaml").write_text(
+        f"storage:\n  localfs:\n    root: {root}\n    base_url: http://127.0.0.1:{port}/storage\n"
+    )
+    (root / "x").mkdir(parents=True)
+    (root / "x" / "k.vs-tmp").write_bytes(b"left by a crash")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "visiona_storage.cli",
+            "--config",
+            str(tmp_path / "storage.yaml"),
+            "serve",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for_port(port, proc, 30, "visiona-storage serve")
+        assert not (root / "x" / "k.vs-tmp").exists()
+        assert run(tmp_path, "put", "hello.txt", "-", stdin=b"hello").returncode == 0
+        url = run(tmp_path, "presign", "hello.txt").stdout.decode().strip()
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.read() == b"hello"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_serve_refuses_the_s3_backend(tmp_path: Path) -> None:
+    (tmp_path / "storage.yaml").write_text(
+        "storage:\n  backend: s3\n  s3:\n    endpoint: http://127.0.0.1:1\n"
+    )
+    result = run(tmp_path, "serve")
+    assert result.returncode == 2
+    assert b"localfs" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["serve --help", "put --help", "--help"])
+def test_help(tmp_path: Path, command: str) -> None:
+    assert run(tmp_path, *command.split()).returncode == 0
