@@ -269,3 +269,36 @@ def test_cors_refuses_other_origins(store: vs.LocalFSStore) -> None:
 def test_the_app_needs_a_signer() -> None:
     with pytest.raises(vs.ConfigError):
         create_app(vs.MemoryStore())
+
+
+def test_a_thousand_mutated_urls_are_all_403_over_http(store: vs.LocalFSStore) -> None:
+    from test_signing import _mutations  # noqa: PLC0415 - the same mutation table, sent over HTTP
+
+    store.put("t/model.onnx", b"original")
+    content_type = "application/octet-stream"
+    url = store.presigned_put_url("t/model.onnx", ttl=600, content_type=content_type, max_size=1000)
+    parts = urllib.parse.urlsplit(url)
+    key = urllib.parse.unquote(parts.path.removeprefix("/storage/"))
+    params = dict(urllib.parse.parse_qsl(parts.query))
+    statuses: dict[int, int] = {}
+    # A content type with trailing space is the same header on the wire (HTTP strips it).
+    mutations = [m for m in _mutations(params, key, content_type) if m[3] == m[3].strip()]
+    accepted = []
+    for method, other_key, other_params, other_type in mutations:
+        mutated = urllib.parse.urlunsplit(
+            parts._replace(
+                path="/storage/" + urllib.parse.quote(other_key), query=urllib.parse.urlencode(other_params)
+            )
+        )
+        headers = {"Content-Type": other_type} if other_type else {}
+        status = request(method, mutated, b"forged", headers)[0]
+        statuses[status] = statuses.get(status, 0) + 1
+        if status < 400:
+            accepted.append((method, other_key, other_params, other_type))
+    print(f"\n{len(mutations)} mutated presigned URLs over HTTP: statuses {statuses}")
+    assert request("PUT", url, b"genuine", {"Content-Type": content_type})[0] == 200
+    assert accepted == []
+    assert set(statuses) <= {400, 403, 405}
+    assert statuses.get(403, 0) >= 1000
+    with store.get("t/model.onnx") as r:
+        assert r.read() == b"genuine"

@@ -1,0 +1,198 @@
+"""The /storage endpoint (`visiona-storage serve`, one uvicorn worker) against nginx
+(one worker, ``sendfile off``) serving the same files, in the same run:
+
+- GET of 256 MiB with a presigned URL, against nginx serving the file;
+- PUT of 256 MiB through serve, against `store.put` of the same file in-process;
+- 4 KiB signed GETs per second, against nginx's 4 KiB GETs, both driven by wrk.
+
+    .venv/bin/python bench/http_vs_nginx.py [--mib 256] [--runs 5] [--seconds 5]
+
+Installs nginx and wrk from Debian if missing (root). Everything binds 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import visiona_storage as vs
+
+MiB = 1 << 20
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait(port: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def _install() -> None:
+    if shutil.which("nginx") and shutil.which("wrk"):
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "nginx-light", "wrk"],
+        check=True,
+        env=env,
+    )
+
+
+def _nginx(root: str, folder: str) -> tuple[subprocess.Popen[bytes], int]:
+    port = _free_port()
+    conf = os.path.join(folder, "nginx.conf")
+    Path(conf).write_text(
+        f"""
+worker_processes 1;
+daemon off;
+pid {folder}/nginx.pid;
+error_log {folder}/nginx-error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    sendfile off;
+    client_body_temp_path {folder}/nginx-body;
+    proxy_temp_path {folder}/nginx-proxy;
+    fastcgi_temp_path {folder}/nginx-fastcgi;
+    uwsgi_temp_path {folder}/nginx-uwsgi;
+    scgi_temp_path {folder}/nginx-scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ root {root}; }}
+    }}
+}}
+"""
+    )
+    proc = subprocess.Popen(["nginx", "-c", conf, "-p", folder], stderr=subprocess.DEVNULL)
+    _wait(port)
+    return proc, port
+
+
+def _timed(action: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def _curl(*args: str) -> Callable[[], object]:
+    return lambda: subprocess.run(["curl", "-sS", "-f", "-o", "/dev/null", *args], check=True)
+
+
+def _wrk(url: str, seconds: int) -> float:
+    out = subprocess.run(
+        ["wrk", "-t", "1", "-c", "16", "-d", f"{seconds}s", url], check=True, capture_output=True, text=True
+    ).stdout
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if match is None or "Non-2xx" in out:
+        raise RuntimeError(f"wrk failed:\n{out}")
+    return float(match.group(1))
+
+
+def _summary(name: str, values: list[float], unit: str) -> tuple[float, str]:
+    median = statistics.median(values)
+    return median, f"{name:<34} {median:9.0f} {unit} ({min(values):.0f}-{max(values):.0f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mib", type=int, default=256)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=5)
+    options = parser.parse_args()
+    _install()
+    with tempfile.TemporaryDirectory(dir="/work" if os.path.isdir("/work") else None) as folder:
+        os.chmod(folder, 0o755)
+        root = os.path.join(folder, "storage")
+        port = _free_port()
+        base = f"http://127.0.0.1:{port}/storage"
+        store = vs.LocalFSStore(root, base_url=base)
+        source = os.path.join(folder, "model.bin")
+        with open(source, "wb") as out:
+            for _ in range(options.mib):
+                out.write(os.urandom(MiB))
+        with open(source, "rb") as f:
+            store.put("bench/model.bin", f)
+        store.put("bench/small.bin", os.urandom(4096))
+        config = os.path.join(folder, "storage.yaml")
+        Path(config).write_text(f"storage:\n  localfs:\n    root: {root}\n    base_url: {base}\n")
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "visiona_storage.cli", "--config", config, "serve", "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        nginx, nginx_port = _nginx(root, folder)
+        try:
+            _wait(port)
+            get_url = store.presigned_get_url("bench/model.bin", ttl=3600)
+            put_url = store.presigned_put_url(
+                "bench/upload.bin", ttl=3600, content_type="application/octet-stream"
+            )
+            small_url = store.presigned_get_url("bench/small.bin", ttl=3600)
+            nginx_big = f"http://127.0.0.1:{nginx_port}/bench/model.bin"
+            nginx_small = f"http://127.0.0.1:{nginx_port}/bench/small.bin"
+
+            def store_put() -> None:
+                with open(source, "rb") as f:
+                    store.put("bench/upload.bin", f, size=options.mib * MiB)
+
+            cases = {
+                "GET through serve": _curl(get_url),
+                "GET from nginx": _curl(nginx_big),
+                "PUT through serve": _curl(
+                    "-T", source, "-H", "Content-Type: application/octet-stream", put_url
+                ),
+                "store.put of the file": store_put,
+            }
+            times: dict[str, list[float]] = {name: [] for name in cases}
+            for action in cases.values():
+                action()
+            for _ in range(options.runs):
+                for name, action in cases.items():
+                    times[name].append(_timed(action))
+            rates = {name: [options.mib / t for t in ts] for name, ts in times.items()}
+            rps: dict[str, list[float]] = {"4 KiB signed GETs through serve": [], "4 KiB GETs from nginx": []}
+            for _ in range(3):
+                rps["4 KiB signed GETs through serve"].append(_wrk(small_url, options.seconds))
+                rps["4 KiB GETs from nginx"].append(_wrk(nginx_small, options.seconds))
+        finally:
+            serve.send_signal(signal.SIGINT)
+            nginx.send_signal(signal.SIGQUIT)
+            serve.wait(10)
+            nginx.wait(10)
+        print(f"{options.mib} MiB objects, {options.runs} runs after a warm-up, median (min-max)")
+        pairs = [
+            ("GET through serve", "GET from nginx", rates, "MiB/s"),
+            ("PUT through serve", "store.put of the file", rates, "MiB/s"),
+            ("4 KiB signed GETs through serve", "4 KiB GETs from nginx", rps, "req/s"),
+        ]
+        for ours, baseline, table, unit in pairs:
+            ours_median, ours_line = _summary(ours, table[ours], unit)
+            base_median, base_line = _summary(baseline, table[baseline], unit)
+            print(f"  {ours_line}\n  {base_line}\n    ratio {ours_median / base_median:.2f}")
+
+
+if __name__ == "__main__":
+    main()
