@@ -136,41 +136,71 @@ class _Endpoint:
 
     async def _download(self, request: Request, key: str, *, head: bool) -> Response:
         wanted = _parse_range(request.headers.get("range"))
-        reader = await anyio.to_thread.run_sync(self._open, key, wanted)
-        info = reader.info
+        # One thread hop opens the object and, if it is small, reads it whole too.
+        info, reader, body = await anyio.to_thread.run_sync(self._fetch, key, wanted)
         try:
-            if_none_match = request.headers.get("if-none-match")
-            if if_none_match is not None and _etag_matches(if_none_match, info.etag):
+            response = self._respond(request, key, info, wanted, head=head)
+            if response.status_code >= 300 or head:
+                return response
+            if body is not None:
+                first = int(response.headers.get("content-range", "bytes 0-").split()[1].split("-")[0])
+                response.body = body[first : first + int(response.headers["content-length"])]
+                return response
+            assert reader is not None
+            streaming = StreamingResponse(_stream(reader), status_code=response.status_code)
+            streaming.raw_headers = response.raw_headers
+            reader = None  # the stream closes it
+            return streaming
+        finally:
+            if reader is not None:
                 reader.close()
-                return Response(status_code=304, headers=_object_headers(info))
-            if_match = request.headers.get("if-match")
-            if if_match is not None and not _etag_matches(if_match, info.etag):
-                reader.close()
-                return _json(412, "PreconditionFailed", "the object is not at that ETag", key)
-            headers = _object_headers(info)
-            status = 200
-            if wanted is not None:
-                first, last = _resolve(wanted, info.size)
-                if first is None:
-                    reader.close()
-                    return _json(
-                        416,
-                        "InvalidRange",
-                        "the range is not satisfiable",
-                        key,
-                        {"Content-Range": f"bytes */{info.size}"},
-                    )
-                if (first, last) != (0, info.size - 1):
-                    status = 206
-                    headers["Content-Range"] = f"bytes {first}-{last}/{info.size}"
-                headers["Content-Length"] = str(last - first + 1)
-            if head:
-                reader.close()
-                return Response(status_code=status, headers=headers)
-        except BaseException:
-            reader.close()
-            raise
-        return StreamingResponse(_stream(reader), status_code=status, headers=headers)
+
+    def _fetch(
+        self, key: str, wanted: tuple[int | None, int | None] | None
+    ) -> tuple[ObjectInfo, ObjectReader | None, bytes | None]:
+        """The object's info, and a reader of the wanted bytes, or (small objects) all its bytes."""
+        reader = self._open(key, wanted)
+        if reader.info.size > CHUNK_SIZE:
+            return reader.info, reader, None
+        with self.store.get(key) if wanted is not None else reader as whole:
+            body = whole.read()
+            info = whole.info
+        reader.close()
+        return info, None, body
+
+    def _respond(
+        self,
+        request: Request,
+        key: str,
+        info: ObjectInfo,
+        wanted: tuple[int | None, int | None] | None,
+        *,
+        head: bool,
+    ) -> Response:
+        """The status and headers for a GET or HEAD of `info`; the body comes after."""
+        headers = _object_headers(info)
+        if_none_match = request.headers.get("if-none-match")
+        if if_none_match is not None and _etag_matches(if_none_match, info.etag):
+            return Response(status_code=304, headers=headers)
+        if_match = request.headers.get("if-match")
+        if if_match is not None and not _etag_matches(if_match, info.etag):
+            return _json(412, "PreconditionFailed", "the object is not at that ETag", key)
+        status = 200
+        if wanted is not None:
+            first, last = _resolve(wanted, info.size)
+            if first is None:
+                return _json(
+                    416,
+                    "InvalidRange",
+                    "the range is not satisfiable",
+                    key,
+                    {"Content-Range": f"bytes */{info.size}"},
+                )
+            if (first, last) != (0, info.size - 1):
+                status = 206
+                headers["Content-Range"] = f"bytes {first}-{last}/{info.size}"
+            headers["Content-Length"] = str(last - first + 1)
+        return Response(status_code=status, headers=headers)
 
     def _open(self, key: str, wanted: tuple[int | None, int | None] | None) -> ObjectReader:
         """A reader of the requested bytes, and the info of the object they belong to."""
