@@ -302,3 +302,37 @@ def test_a_thousand_mutated_urls_are_all_403_over_http(store: vs.LocalFSStore) -
     assert statuses.get(403, 0) >= 1000
     with store.get("t/model.onnx") as r:
         assert r.read() == b"genuine"
+
+
+def test_bytes_beyond_content_length_are_never_stored(store: vs.LocalFSStore) -> None:
+    """Over HTTP/1.1 bytes past Content-Length are the next request, a bad one here:
+    the object holds exactly the declared bytes, or (if the server drops the whole
+    connection first) nothing; never the extra bytes."""
+    url = store.presigned_put_url("k", content_type="application/octet-stream")
+    parts = urllib.parse.urlsplit(url)
+    with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout=10) as sock:
+        head = (
+            f"PUT {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: 10\r\n\r\n"
+        )
+        sock.sendall(head.encode() + b"0123456789" + b"EXTRA BYTES NOT DECLARED\r\n\r\n")
+        replies = b""
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                replies += chunk
+    assert b"HTTP/1.1 400" in replies
+    stored = [info.key for info in store.list()]
+    if stored:
+        with store.get("k") as r:
+            assert r.read() == b"0123456789"
+        assert replies.startswith(b"HTTP/1.1 200")
+
+
+def test_the_app_mounts_inside_another_starlette_app(tmp_path: Path, live: LiveServer) -> None:
+    from starlette.applications import Starlette  # noqa: PLC0415
+    from starlette.routing import Mount  # noqa: PLC0415
+
+    with vs.LocalFSStore(tmp_path / "s", base_url=f"{live.url}/api/files") as store:
+        live.serve(Starlette(routes=[Mount("/api", app=create_app(store, prefix="/files"))]))
+        store.put("a b/模型.bin", b"mounted")
+        assert request("GET", store.presigned_get_url("a b/模型.bin"))[:3:2] == (200, b"mounted")
