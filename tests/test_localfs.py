@@ -310,3 +310,12 @@ def test_the_next_delete_of_a_key_removes_its_orphan_sidecar(store: vs.LocalFSSt
     (root / "n/k").unlink()  # as if killed between the two unlinks of a delete
     store.delete("n/k")
     assert sorted(os.listdir(root / "n")) == ["other", "other.meta.json"]
+
+
+def test_a_hand_edited_file_is_recognised_even_while_its_access_time_changes(
+    store: vs.LocalFSStore, root: Path
+) -> None:
+    store.put("e", b"original")
+    (root / "e").write_bytes(b"edited by hand")
+    os.utime(root / "e", ns=(1, (root / "e").stat().st_mtime_ns))  # an access time far from "now"
+    assert store.stat("e").etag == hashlib.sha256(b"edited by hand").hexdigest()

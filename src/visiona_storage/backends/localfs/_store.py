@@ -254,6 +254,7 @@ class LocalFSStore(Store):
 
     def _open(self, dir_fd: int, name: str, key: str) -> tuple[int, sidecar.Version, os.stat_result]:
         """Open the data file and find the version that describes exactly that file."""
+        # Compared between attempts: which data file and which sidecar (never access times).
         seen: tuple[object, ...] | None = None
         for _ in range(_MAX_READ_ATTEMPTS):
             fd = self._open_data(dir_fd, name, key)
@@ -263,11 +264,12 @@ class LocalFSStore(Store):
                     raise NotFoundError(f"no object at key {key!r}", key)
                 versions, side_id = self._read_sidecar(dir_fd, name, key)
                 version = sidecar.match(versions, st) if versions is not None else None
-                if version is None and (versions is None or seen == (st, side_id)):
-                    version = _adopt(fd, st, key)
+                state = (sidecar.FileIdentity.of(st), side_id)
+                if version is None and (versions is None or seen == state):
+                    version = _adopt(fd, st, key)  # stable, yet no version of ours: foreign
                 if version is not None:
                     return fd, version, st
-                seen = (st, side_id)  # a writer committed meanwhile; look again
+                seen = state  # a writer committed meanwhile; look again
             except BaseException:
                 os.close(fd)
                 raise
@@ -287,11 +289,12 @@ class LocalFSStore(Store):
             version = sidecar.match(versions, st) if versions is not None else None
             if version is not None:
                 return version, st
-            if versions is None or seen == (st, side_id):
+            state = (sidecar.FileIdentity.of(st), side_id)
+            if versions is None or seen == state:
                 fd, version, st = self._open(dir_fd, name, key)
                 os.close(fd)
                 return version, st
-            seen = (st, side_id)
+            seen = state
         raise StorageError(f"object {key!r} keeps changing while being read", key)
 
     def _open_data(self, dir_fd: int, name: str, key: str) -> int:
