@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import itertools
 import logging
 import os
 import stat
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlencode
@@ -129,10 +131,26 @@ class LocalFSStore(Store):
         return _info(key, version, st)
 
     def _write(self, temp: TempFile, body: Body) -> str:
+        """Write the body to `temp`; return its SHA-256.
+
+        From the first full-sized chunk on, each chunk is written by a helper
+        thread while this one hashes it: both release the GIL, so a large put
+        costs about the slower of the two, not their sum. One chunk is in flight
+        at a time, so memory stays at a chunk or two.
+        """
         digest = hashlib.sha256()
-        for chunk in body:
-            digest.update(chunk)
-            temp.write(chunk)
+        chunks = iter(body)
+        for chunk in chunks:
+            if len(chunk) < DEFAULT_CHUNK_SIZE:
+                digest.update(chunk)
+                temp.write(chunk)
+                continue
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vs-write") as writer:
+                for item in itertools.chain([chunk], chunks):
+                    written = writer.submit(temp.write, item)
+                    digest.update(item)
+                    written.result()
+            break
         if self.fsync:
             temp.sync()
         return digest.hexdigest()
