@@ -115,9 +115,10 @@ class LocalFSStore(Store):
             dir_fd = tree.open_folder(self._root_fd, folders, create=True, key=key)
             assert dir_fd is not None
             try:
-                # Fail fast before streaming; the check that counts is repeated at commit.
+                # Fail fast before streaming; the checks that count are repeated at commit.
                 self._check_slot(dir_fd, name, key)
-                self._check_condition(dir_fd, name, key, if_match, if_none_match)
+                if if_match is not None or if_none_match is not None:
+                    self._check_condition(dir_fd, name, key, if_match, if_none_match)
                 temp = TempFile(dir_fd)
             finally:
                 os.close(dir_fd)
@@ -163,6 +164,13 @@ class LocalFSStore(Store):
         if_match: str | None,
         if_none_match: str | None,
     ) -> None:
+        """Publish `temp` at `key`, under the folder's lock.
+
+        The key's path is walked again here, not reused from before the body was
+        streamed: a folder renamed or swapped for a symlink meanwhile must not
+        carry the object off, and one removed meanwhile (pruned by a delete) is
+        made again.
+        """
         folders, name = _split(key)
         for _ in range(_MAX_READ_ATTEMPTS):
             dir_fd = tree.open_folder(self._root_fd, folders, create=True, key=key)
