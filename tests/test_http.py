@@ -110,7 +110,9 @@ def test_range_requests(
 def test_if_none_match_answers_304(store: vs.LocalFSStore) -> None:
     info = store.put("k", b"abc")
     url = store.presigned_get_url("k")
-    assert request("GET", url, headers={"If-None-Match": f'"{info.etag}"'})[0] == 304
+    status, headers, body = request("GET", url, headers={"If-None-Match": f'"{info.etag}"'})
+    assert (status, body, headers["etag"]) == (304, b"", f'"{info.etag}"')
+    assert "content-length" not in headers
     assert request("GET", url, headers={"If-None-Match": 'W/"other", "x"'})[0] == 200
     assert request("GET", url, headers={"If-None-Match": "*"})[0] == 304
 

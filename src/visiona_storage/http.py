@@ -181,6 +181,7 @@ class _Endpoint:
         headers = _object_headers(info)
         if_none_match = request.headers.get("if-none-match")
         if if_none_match is not None and _etag_matches(if_none_match, info.etag):
+            del headers["Content-Length"]  # a 304 has no body, and must not promise one
             return Response(status_code=304, headers=headers)
         if_match = request.headers.get("if-match")
         if if_match is not None and not _etag_matches(if_match, info.etag):
