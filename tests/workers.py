@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import resource
 import sys
@@ -62,6 +63,41 @@ def reader(root: str, key: str, seconds: str) -> None:
         )
         mismatched += not ok
     print(json.dumps({"reads": reads, "mismatched": mismatched, "missing": missing}))
+
+
+def _open(spec: str) -> vs.Store:
+    """A store from a worker's argument: a local root, or ``s3|endpoint|bucket|access|secret``."""
+    if spec.startswith("s3|"):
+        _, endpoint, bucket, access, secret = spec.split("|")
+        return vs.S3Store(bucket, endpoint=endpoint, access_key=access, secret_key=secret)
+    return vs.LocalFSStore(spec)
+
+
+def create_once(spec: str, key: str, start_at: str) -> None:
+    """Race to create `key` with if_none_match="*"; say whether this process won."""
+    store = _open(spec)
+    time.sleep(max(0.0, float(start_at) - time.time()))
+    try:
+        store.put(key, str(os.getpid()).encode(), if_none_match="*")
+        print(json.dumps({"won": 1}))
+    except vs.PreconditionFailedError:
+        print(json.dumps({"won": 0}))
+
+
+def increment(spec: str, key: str, times: str) -> None:
+    """Add 1 to the counter at `key`, `times` times, by if_match read-modify-write."""
+    store = _open(spec)
+    retries = 0
+    for _ in range(int(times)):
+        while True:
+            with store.get(key) as r:
+                value, etag = int(r.read()), r.info.etag
+            try:
+                store.put(key, str(value + 1).encode(), if_match=etag)
+                break
+            except vs.PreconditionFailedError:
+                retries += 1
+    print(json.dumps({"retries": retries}))
 
 
 def peak_rss_kib() -> int:
@@ -138,5 +174,7 @@ if __name__ == "__main__":
         "reader": reader,
         "memory": memory,
         "s3-memory": s3_memory,
+        "create-once": create_once,
+        "increment": increment,
     }
     commands[command](*arguments)
