@@ -139,12 +139,11 @@ class _Endpoint:
         # One thread hop opens the object and, if it is small, reads it whole too.
         info, reader, body = await anyio.to_thread.run_sync(self._fetch, key, wanted)
         try:
-            response = self._respond(request, key, info, wanted, head=head)
+            response, first, length = self._respond(request, key, info, wanted)
             if response.status_code >= 300 or head:
                 return response
             if body is not None:
-                first = int(response.headers.get("content-range", "bytes 0-").split()[1].split("-")[0])
-                response.body = body[first : first + int(response.headers["content-length"])]
+                response.body = body[first : first + length]
                 return response
             assert reader is not None
             streaming = StreamingResponse(_stream(reader), status_code=response.status_code)
@@ -174,34 +173,35 @@ class _Endpoint:
         key: str,
         info: ObjectInfo,
         wanted: tuple[int | None, int | None] | None,
-        *,
-        head: bool,
-    ) -> Response:
-        """The status and headers for a GET or HEAD of `info`; the body comes after."""
+    ) -> tuple[Response, int, int]:
+        """The status and headers for a GET or HEAD of `info` (the body comes after),
+        with the first byte and the length of the body to send."""
         headers = _object_headers(info)
         if_none_match = request.headers.get("if-none-match")
         if if_none_match is not None and _etag_matches(if_none_match, info.etag):
             del headers["Content-Length"]  # a 304 has no body, and must not promise one
-            return Response(status_code=304, headers=headers)
+            return Response(status_code=304, headers=headers), 0, 0
         if_match = request.headers.get("if-match")
         if if_match is not None and not _etag_matches(if_match, info.etag):
-            return _json(412, "PreconditionFailed", "the object is not at that ETag", key)
+            return _json(412, "PreconditionFailed", "the object is not at that ETag", key), 0, 0
+        if wanted is None:
+            return Response(status_code=200, headers=headers), 0, info.size
+        first, last = _resolve(wanted, info.size)
+        if first is None:
+            refused = _json(
+                416,
+                "InvalidRange",
+                "the range is not satisfiable",
+                key,
+                {"Content-Range": f"bytes */{info.size}"},
+            )
+            return refused, 0, 0
         status = 200
-        if wanted is not None:
-            first, last = _resolve(wanted, info.size)
-            if first is None:
-                return _json(
-                    416,
-                    "InvalidRange",
-                    "the range is not satisfiable",
-                    key,
-                    {"Content-Range": f"bytes */{info.size}"},
-                )
-            if (first, last) != (0, info.size - 1):
-                status = 206
-                headers["Content-Range"] = f"bytes {first}-{last}/{info.size}"
-            headers["Content-Length"] = str(last - first + 1)
-        return Response(status_code=status, headers=headers)
+        if (first, last) != (0, info.size - 1):
+            status = 206
+            headers["Content-Range"] = f"bytes {first}-{last}/{info.size}"
+        headers["Content-Length"] = str(last - first + 1)
+        return Response(status_code=status, headers=headers), first, last - first + 1
 
     def _open(self, key: str, wanted: tuple[int | None, int | None] | None) -> ObjectReader:
         """A reader of the requested bytes, and the info of the object they belong to."""
