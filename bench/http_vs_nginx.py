@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import visiona_storage as vs
+from _common import timed
 
 MiB = 1 << 20
 
@@ -89,12 +90,6 @@ http {{
     proc = subprocess.Popen(["nginx", "-c", conf, "-p", folder], stderr=subprocess.DEVNULL)
     _wait(port)
     return proc, port
-
-
-def _timed(action: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    action()
-    return time.perf_counter() - start
 
 
 def _curl(*args: str) -> Callable[[], object]:
@@ -171,7 +166,7 @@ def main() -> None:
                 action()
             for _ in range(options.runs):
                 for name, action in cases.items():
-                    times[name].append(_timed(action))
+                    times[name].append(timed(action))
             rates = {name: [options.mib / t for t in ts] for name, ts in times.items()}
             rps: dict[str, list[float]] = {"4 KiB signed GETs through serve": [], "4 KiB GETs from nginx": []}
             for _ in range(3):

@@ -16,18 +16,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 
 import visiona_storage as vs
+from _common import peak_rss_mib, timed
 
 MiB = 1 << 20
-
-
-def _timed(action: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    action()
-    return time.perf_counter() - start
 
 
 def _shell(command: str) -> Callable[[], object]:
@@ -51,14 +45,6 @@ def _peak_rss_child(mib: int, folder: str) -> dict[str, float]:
     return result
 
 
-def _vm_hwm_mib() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def rss_child(mib: int, folder: str) -> None:
     store = vs.LocalFSStore(os.path.join(folder, f"rss-{mib}"), fsync=False)
     block = os.urandom(MiB)
@@ -67,10 +53,10 @@ def rss_child(mib: int, folder: str) -> None:
         for _ in range(mib):
             yield block
 
-    before = _vm_hwm_mib()
+    before = peak_rss_mib()
     store.put("big.bin", blocks())
     _drain(store, "big.bin")
-    print(json.dumps({"before_mib": before, "peak_mib": _vm_hwm_mib()}))
+    print(json.dumps({"before_mib": before, "peak_mib": peak_rss_mib()}))
 
 
 def main() -> None:
@@ -122,7 +108,7 @@ def main() -> None:
             action()  # warm-up
         for _ in range(options.runs):
             for name, action in cases.items():
-                times[name].append(_timed(action))
+                times[name].append(timed(action))
 
         def rate(name: str) -> tuple[float, float, float]:
             speeds = [options.mib / t for t in times[name]]

@@ -11,20 +11,13 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
 import tracemalloc
-from collections.abc import Callable
 
 import obstore
 from obstore.store import LocalStore
 
 import visiona_storage as vs
-
-
-def _timed(action: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    action()
-    return time.perf_counter() - start
+from _common import timed
 
 
 def main() -> None:
@@ -80,8 +73,8 @@ def main() -> None:
             other()
             times: dict[str, list[float]] = {"ours": [], "obstore": []}
             for _ in range(options.runs):
-                times["ours"].append(_timed(mine))
-                times["obstore"].append(_timed(other))
+                times["ours"].append(timed(mine))
+                times["obstore"].append(timed(other))
             o, b = statistics.median(times["ours"]), statistics.median(times["obstore"])
             print(
                 f"  {name:<20} ours {o:7.3f} s ({min(times['ours']):.3f}-{max(times['ours']):.3f})"

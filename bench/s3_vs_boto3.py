@@ -20,16 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _common import peak_rss_mib
+
 MiB = 1 << 20
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _vm_hwm_mib() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def _client(env: dict[str, str]) -> Any:
@@ -80,7 +74,7 @@ def child(mode: str, source: str, bucket: str) -> None:
         for _ in body.iter_chunks(MiB):
             pass
     seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "peak_rss_mib": _vm_hwm_mib()}))
+    print(json.dumps({"seconds": seconds, "peak_rss_mib": peak_rss_mib()}))
 
 
 def _run_child(mode: str, source: str, bucket: str, env: dict[str, str]) -> dict[str, float]:
