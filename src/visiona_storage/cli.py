@@ -20,7 +20,6 @@ from typing import IO
 from ._config import load_config, open_store
 from ._errors import ConfigError, InvalidArgumentError, InvalidKeyError, StorageError
 from ._models import DEFAULT_CHUNK_SIZE
-from ._store import Store
 
 PROGRESS_THRESHOLD = 4 << 20
 
@@ -134,7 +133,7 @@ def _put(args: argparse.Namespace) -> int:
         if not sep:
             raise InvalidArgumentError(f"--meta {item!r}: expected NAME=VALUE")
         metadata[name] = value
-    with _open_store(args) as store:
+    with open_store(args.config) as store:
         source: IO[bytes]
         if args.source == "-":
             source, size = sys.stdin.buffer, -1
@@ -159,7 +158,7 @@ def _put(args: argparse.Namespace) -> int:
 
 
 def _get(args: argparse.Namespace) -> int:
-    with _open_store(args) as store, store.get(args.key) as reader:
+    with open_store(args.config) as store, store.get(args.key) as reader:
         out = sys.stdout.buffer if args.dest == "-" else open(args.dest, "wb")  # noqa: SIM115
         try:
             for chunk in _with_progress(reader.iter_chunks(), reader.info.size, args.progress):
@@ -172,7 +171,7 @@ def _get(args: argparse.Namespace) -> int:
 
 
 def _stat(args: argparse.Namespace) -> int:
-    with _open_store(args) as store:
+    with open_store(args.config) as store:
         info = asdict(store.stat(args.key))
     info["last_modified"] = info["last_modified"].isoformat()
     print(json.dumps(info, ensure_ascii=False, indent=2))
@@ -180,7 +179,7 @@ def _stat(args: argparse.Namespace) -> int:
 
 
 def _ls(args: argparse.Namespace) -> int:
-    with _open_store(args) as store:
+    with open_store(args.config) as store:
         for info in store.list(args.prefix):
             stamp = info.last_modified.strftime("%Y-%m-%d %H:%M:%S")
             print(f"{info.size:>14}  {stamp}  {info.key}")
@@ -188,13 +187,13 @@ def _ls(args: argparse.Namespace) -> int:
 
 
 def _rm(args: argparse.Namespace) -> int:
-    with _open_store(args) as store:
+    with open_store(args.config) as store:
         store.delete(args.key)
     return 0
 
 
 def _presign(args: argparse.Namespace) -> int:
-    with _open_store(args) as store:
+    with open_store(args.config) as store:
         if args.put:
             url = store.presigned_put_url(args.key, args.ttl, args.content_type, max_size=args.max_size)
         else:
@@ -206,15 +205,11 @@ def _presign(args: argparse.Namespace) -> int:
 def _cleanup(args: argparse.Namespace) -> int:
     from .backends.localfs import LocalFSStore  # noqa: PLC0415
 
-    with _open_store(args) as store:
+    with open_store(args.config) as store:
         if not isinstance(store, LocalFSStore):
             raise ConfigError("cleanup is for the localfs backend")
         print(f"removed {store.cleanup()} leftover files")
     return 0
-
-
-def _open_store(args: argparse.Namespace) -> Store:
-    return open_store(args.config)
 
 
 def _file_size(f: IO[bytes]) -> int:

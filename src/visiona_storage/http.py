@@ -139,11 +139,11 @@ class _Endpoint:
         # One thread hop opens the object and, if it is small, reads it whole too.
         info, reader, body = await anyio.to_thread.run_sync(self._fetch, key, wanted)
         try:
-            response, first, length = self._respond(request, key, info, wanted)
+            response = self._respond(request, key, info, wanted)
             if response.status_code >= 300 or head:
                 return response
             if body is not None:
-                response.body = body[first : first + length]
+                response.body = body
                 return response
             assert reader is not None
             streaming = StreamingResponse(_stream(reader), status_code=response.status_code)
@@ -157,15 +157,12 @@ class _Endpoint:
     def _fetch(
         self, key: str, wanted: tuple[int | None, int | None] | None
     ) -> tuple[ObjectInfo, ObjectReader | None, bytes | None]:
-        """The object's info, and a reader of the wanted bytes, or (small objects) all its bytes."""
+        """The object's info, and a reader of the wanted bytes, or (small objects) those bytes."""
         reader = self._open(key, wanted)
         if reader.info.size > CHUNK_SIZE:
             return reader.info, reader, None
-        with self.store.get(key) if wanted is not None else reader as whole:
-            body = whole.read()
-            info = whole.info
-        reader.close()
-        return info, None, body
+        with reader:
+            return reader.info, None, reader.read()
 
     def _respond(
         self,
@@ -173,35 +170,35 @@ class _Endpoint:
         key: str,
         info: ObjectInfo,
         wanted: tuple[int | None, int | None] | None,
-    ) -> tuple[Response, int, int]:
-        """The status and headers for a GET or HEAD of `info` (the body comes after),
-        with the first byte and the length of the body to send."""
+    ) -> Response:
+        """The status and headers for a GET or HEAD of `info`; the body comes after.
+
+        The reader `_open` made for `wanted` holds exactly the bytes promised here."""
         headers = _object_headers(info)
         if_none_match = request.headers.get("if-none-match")
         if if_none_match is not None and _etag_matches(if_none_match, info.etag):
             del headers["Content-Length"]  # a 304 has no body, and must not promise one
-            return Response(status_code=304, headers=headers), 0, 0
+            return Response(status_code=304, headers=headers)
         if_match = request.headers.get("if-match")
         if if_match is not None and not _etag_matches(if_match, info.etag):
-            return _json(412, "PreconditionFailed", "the object is not at that ETag", key), 0, 0
+            return _json(412, "PreconditionFailed", "the object is not at that ETag", key)
         if wanted is None:
-            return Response(status_code=200, headers=headers), 0, info.size
+            return Response(status_code=200, headers=headers)
         first, last = _resolve(wanted, info.size)
         if first is None:
-            refused = _json(
+            return _json(
                 416,
                 "InvalidRange",
                 "the range is not satisfiable",
                 key,
                 {"Content-Range": f"bytes */{info.size}"},
             )
-            return refused, 0, 0
         status = 200
         if (first, last) != (0, info.size - 1):
             status = 206
             headers["Content-Range"] = f"bytes {first}-{last}/{info.size}"
         headers["Content-Length"] = str(last - first + 1)
-        return Response(status_code=status, headers=headers), first, last - first + 1
+        return Response(status_code=status, headers=headers)
 
     def _open(self, key: str, wanted: tuple[int | None, int | None] | None) -> ObjectReader:
         """A reader of the requested bytes, and the info of the object they belong to."""

@@ -134,6 +134,7 @@ class S3Store(Store):
                     response = self._client.put_object(
                         Bucket=self.bucket, Key=key, Body=first, **headers, **conditions
                     )
+                    size = len(first)
                 elif conditions and not self.multipart_conditions:
                     raise UnsupportedError(
                         f"cannot put {key!r} conditionally: it is over part_size ({part_size} bytes), "
@@ -142,13 +143,13 @@ class S3Store(Store):
                         key,
                     )
                 else:
-                    response = self._put_multipart(key, first, pieces, headers, conditions)
+                    response, size = self._put_multipart(key, first, pieces, headers, conditions)
             except ClientError as exc:
                 if if_match is not None and error_code(exc)[1] == 404:
                     raise PreconditionFailedError(f"object {key!r} does not exist", key) from exc
                 raise
             etag = str(response.get("ETag") or "").strip('"')
-            return self._info_after_put(key, etag, metadata, content_type)
+            return self._info_after_put(key, etag, size, metadata, content_type)
 
     def _put_multipart(
         self,
@@ -157,14 +158,18 @@ class S3Store(Store):
         rest: Iterator[bytearray],
         headers: dict[str, Any],
         conditions: dict[str, str],
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], int]:
+        """Upload as a multipart upload; return the completion's response and the size."""
         upload = MultipartUpload(self._client, self.bucket, key, headers)
-        return run_aborting(
+        response = run_aborting(
             upload,
             lambda: upload.complete(upload.upload(first, rest, self.concurrency), conditions),
         )
+        return response, upload.size
 
-    def _info_after_put(self, key: str, etag: str, metadata: dict[str, str], content_type: str) -> ObjectInfo:
+    def _info_after_put(
+        self, key: str, etag: str, size: int, metadata: dict[str, str], content_type: str
+    ) -> ObjectInfo:
         """What `stat` returns for the object just written.
 
         The HEAD is conditional on the ETag the write returned, so a concurrent
@@ -177,7 +182,7 @@ class S3Store(Store):
             # Overwritten or deleted already: describe what we wrote.
             return ObjectInfo(
                 key=key,
-                size=-1,
+                size=size,
                 content_type=content_type,
                 last_modified=datetime.now(UTC),
                 etag=etag,
@@ -204,8 +209,7 @@ class S3Store(Store):
             return _S3Reader(info, response["Body"], int(response["ContentLength"]), self._where)
 
     def _stat(self, key: str) -> ObjectInfo:
-        with self._errors(key, "stat"):
-            return self._head(key)
+        return self._head(key)
 
     def _head(self, key: str, **conditions: str) -> ObjectInfo:
         with self._errors(key, "stat"):

@@ -53,6 +53,8 @@ class MultipartUpload:
         self._client = client
         self._bucket = bucket
         self._key = key
+        self.size = 0
+        """Bytes handed to `upload_part` so far."""
         self.upload_id: str = client.create_multipart_upload(Bucket=bucket, Key=key, **create_args)[
             "UploadId"
         ]
@@ -76,6 +78,7 @@ class MultipartUpload:
                         finished, inflight = wait(inflight, return_when=FIRST_COMPLETED)
                         done.extend(f.result() for f in finished)
                     inflight.add(pool.submit(self._upload_part, number, data))
+                    self.size += len(data)
                 finished, inflight = wait(inflight)
                 done.extend(f.result() for f in finished)
             finally:
