@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import visiona_storage as vs
 from servers import FIGURES, LiveServer, S3Server, ceph_rgw, have_ceph, moto_server
 
 
@@ -45,3 +46,21 @@ def ceph(ceph_servers: tuple[S3Server, S3Server]) -> S3Server:
 @pytest.fixture(scope="session")
 def ceph_https(ceph_servers: tuple[S3Server, S3Server]) -> S3Server:
     return ceph_servers[1]
+
+
+@pytest.fixture(params=["localfs", "ceph"])
+def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, vs.Store]]:
+    """A store shared across processes, on localfs and on Ceph: (how a `workers.py`
+    command opens it, the store here)."""
+    if request.param == "localfs":
+        root = str(tmp_path / "storage")
+        yield root, vs.LocalFSStore(root)
+        return
+    ceph: S3Server = request.getfixturevalue("ceph")
+    bucket = ceph.new_bucket()
+    spec = f"s3|{ceph.endpoint}|{bucket}|{ceph.access_key}|{ceph.secret_key}"
+    yield (
+        spec,
+        vs.S3Store(bucket, endpoint=ceph.endpoint, access_key=ceph.access_key, secret_key=ceph.secret_key),
+    )
+    ceph.drop_bucket(bucket)

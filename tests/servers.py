@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,7 +115,7 @@ def moto_server(log_dir: Path) -> Iterator[S3Server]:
         log.close()
 
 
-def ceph_rgw(work_dir: Path) -> Iterator[tuple[S3Server, S3Server]]:
+def ceph_rgw(work_dir: Path) -> Generator[tuple[S3Server, S3Server], None, None]:
     """A throw-away Ceph cluster (``scripts/ceph-rgw``): its HTTP and HTTPS gateways."""
     script = str(ROOT / "scripts" / "ceph-rgw")
     started = time.monotonic()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import resource
@@ -19,18 +20,28 @@ import visiona_storage as vs
 MiB = 1 << 20
 
 
-def _payload(rng: random.Random, max_size: int) -> bytes:
-    size = rng.choice([0, 1, rng.randrange(1, 4096), rng.randrange(1, max_size + 1)])
+def _payload(rng: random.Random, min_size: int, max_size: int) -> bytes:
+    """Random bytes: the bounds themselves, or a size spread evenly on a log scale between them."""
+    low, high = max(min_size, 1), max(max_size, 1)
+    size = rng.choice([min_size, max_size, int(math.exp(rng.uniform(math.log(low), math.log(high))))])
     return rng.randbytes(size)
 
 
-def writer(root: str, keys: str, seed: str, rounds: str, max_size: str, fsync: str) -> None:
-    """Put random objects, each tagged with its own SHA-256, over and over."""
+def _open(spec: str, fsync: bool = True) -> vs.Store:
+    """A store from a worker's argument: a local root, or ``s3|endpoint|bucket|access|secret``."""
+    if spec.startswith("s3|"):
+        _, endpoint, bucket, access, secret = spec.split("|")
+        return vs.S3Store(bucket, endpoint=endpoint, access_key=access, secret_key=secret)
+    return vs.LocalFSStore(spec, fsync=fsync)
+
+
+def writer(spec: str, keys: str, seed: str, rounds: str, min_size: str, max_size: str, fsync: str) -> None:
+    """Put random objects, each tagged with its own SHA-256 and its writer, over and over."""
     rng = random.Random(int(seed))
-    store = vs.LocalFSStore(root, fsync=fsync == "1")
+    store = _open(spec, fsync=fsync == "1")
     names = keys.split(",")
     for i in range(int(rounds)):
-        data = _payload(rng, int(max_size))
+        data = _payload(rng, int(min_size), int(max_size))
         chunks = [data[j : j + 65536] for j in range(0, len(data), 65536)]
         store.put(
             rng.choice(names),
@@ -41,12 +52,25 @@ def writer(root: str, keys: str, seed: str, rounds: str, max_size: str, fsync: s
     print(json.dumps({"writes": int(rounds)}))
 
 
-def reader(root: str, key: str, seconds: str) -> None:
-    """Read one key in a loop; count reads whose data does not match the metadata read with it."""
-    store = vs.LocalFSStore(root)
+def consistent(data: bytes, info: vs.ObjectInfo) -> bool:
+    """Whether `data` is the object `info` describes: its SHA-256, size and writer's content
+    type (and the ETag too where it is a SHA-256, as on localfs)."""
+    digest = hashlib.sha256(data).hexdigest()
+    return (
+        digest == info.metadata.get("sha256")
+        and (info.etag == digest or len(info.etag) != 64)
+        and len(data) == info.size
+        and info.content_type == f"application/x-writer-{info.metadata.get('writer')}"
+    )
+
+
+def reader(spec: str, key: str, stop_file: str, max_seconds: str) -> None:
+    """Read one key until `stop_file` exists; count reads whose data does not match the
+    metadata read with it."""
+    store = _open(spec)
     reads = mismatched = missing = 0
-    deadline = time.monotonic() + float(seconds)
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + float(max_seconds)
+    while not os.path.exists(stop_file) and time.monotonic() < deadline:
         try:
             with store.get(key) as r:
                 data = r.read()
@@ -55,22 +79,42 @@ def reader(root: str, key: str, seconds: str) -> None:
             missing += 1
             continue
         reads += 1
-        digest = hashlib.sha256(data).hexdigest()
-        ok = (
-            digest == info.etag == info.metadata.get("sha256")
-            and len(data) == info.size
-            and info.content_type == f"application/x-writer-{info.metadata.get('writer')}"
-        )
-        mismatched += not ok
+        mismatched += not consistent(data, info)
     print(json.dumps({"reads": reads, "mismatched": mismatched, "missing": missing}))
 
 
-def _open(spec: str) -> vs.Store:
-    """A store from a worker's argument: a local root, or ``s3|endpoint|bucket|access|secret``."""
-    if spec.startswith("s3|"):
-        _, endpoint, bucket, access, secret = spec.split("|")
-        return vs.S3Store(bucket, endpoint=endpoint, access_key=access, secret_key=secret)
-    return vs.LocalFSStore(spec)
+def observer(spec: str) -> None:
+    """Answer, one JSON line per request on stdin, what this process sees of a key.
+
+    ``{"key": K, "etag": E}`` asks get, stat and list to show exactly version E;
+    ``{"key": K, "etag": null}`` asks all three to show no object. The answer is the
+    list of stale views (empty when all three agree with the request).
+    """
+    store = _open(spec)
+    for line in sys.stdin:
+        request = json.loads(line)
+        key, etag = request["key"], request["etag"]
+        stale: list[str] = []
+        try:
+            with store.get(key) as r:
+                data, info = r.read(), r.info
+            if etag is None:
+                stale.append("get found a deleted object")
+            elif info.etag != etag or hashlib.sha256(data).hexdigest() != info.metadata.get("sha256"):
+                stale.append(f"get returned {info.etag}")
+        except vs.NotFoundError:
+            if etag is not None:
+                stale.append("get found nothing")
+        try:
+            seen: str | None = store.stat(key).etag
+        except vs.NotFoundError:
+            seen = None
+        if seen != etag:
+            stale.append(f"stat returned {seen}")
+        listed = [o.etag for o in store.list(key) if o.key == key]
+        if listed != ([] if etag is None else [etag]):
+            stale.append(f"list returned {listed}")
+        print(json.dumps(stale), flush=True)
 
 
 def create_once(spec: str, key: str, start_at: str) -> None:
@@ -176,5 +220,6 @@ if __name__ == "__main__":
         "s3-memory": s3_memory,
         "create-once": create_once,
         "increment": increment,
+        "observer": observer,
     }
     commands[command](*arguments)

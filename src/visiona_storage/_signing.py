@@ -9,6 +9,8 @@ says why it refused in a `SignatureError`.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import hmac
 import json
@@ -152,38 +154,64 @@ class URLSigner:
         return hmac.new(secret, text.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-def load_or_create_keys(path: str) -> URLSigner:
-    """The signer whose key is kept in the file `path` (mode 0600), made on first use.
+def load_or_create_keys(root: str, folder: str, name: str) -> URLSigner:
+    """The signer whose key is kept in ``root/folder/name`` (mode 0600), made on first use.
 
-    Two processes starting together agree on one key: the file is published with
-    a hard link, which fails if the other one got there first.
+    `folder` and the file are opened relative to `root` without following symlinks,
+    so a symlink planted there can neither plant a key nor receive one: it raises
+    `ConfigError`, as does a damaged file. Two processes starting together agree on
+    one key: the file is published with a hard link, which fails if the other one got
+    there first.
     """
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        return _read_keys(path)
-    except FileNotFoundError:
-        pass
-    folder = os.path.dirname(path)
-    os.makedirs(folder, mode=0o700, exist_ok=True)
-    key_id = "k" + secrets.token_hex(4)
-    body = json.dumps({"active": key_id, "keys": {key_id: secrets.token_hex(32)}}).encode()
-    temp = f"{path}.{secrets.token_hex(8)}.vs-tmp"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, body)
-        os.fsync(fd)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder, 0o700, dir_fd=root_fd)
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            dir_fd = os.open(folder, flags, dir_fd=root_fd)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise ConfigError(
+                    f"{os.path.join(root, folder)} must be a folder, not a symlink or a file: "
+                    "remove it to make a new signing key"
+                ) from exc
+            raise
     finally:
-        os.close(fd)
+        os.close(root_fd)
     try:
-        os.link(temp, path)
-    except FileExistsError:
-        pass
+        try:
+            return _read_keys(dir_fd, name, os.path.join(root, folder, name))
+        except FileNotFoundError:
+            pass
+        key_id = "k" + secrets.token_hex(4)
+        body = json.dumps({"active": key_id, "keys": {key_id: secrets.token_hex(32)}}).encode()
+        temp = f"{name}.{secrets.token_hex(8)}.vs-tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(temp, flags, 0o600, dir_fd=dir_fd)
+        try:
+            os.write(fd, body)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(temp, dir_fd=dir_fd)
+        return _read_keys(dir_fd, name, os.path.join(root, folder, name))
     finally:
-        os.unlink(temp)
-    return _read_keys(path)
+        os.close(dir_fd)
 
 
-def _read_keys(path: str) -> URLSigner:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+def _read_keys(dir_fd: int, name: str, path: str) -> URLSigner:
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ConfigError(f"the signing key file {path} is a symlink: remove it") from exc
+        raise
     try:
         raw = os.read(fd, 1 << 16)
     finally:

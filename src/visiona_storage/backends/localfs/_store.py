@@ -85,9 +85,7 @@ class LocalFSStore(Store):
                 self._signer = URLSigner(self._signing_keys, self._signing_key_id)
             else:
                 with _os_errors(None, "keep the signing key of"):
-                    self._signer = load_or_create_keys(
-                        os.path.join(self.root, INTERNAL_DIR, "signing-keys.json")
-                    )
+                    self._signer = load_or_create_keys(self.root, INTERNAL_DIR, "signing-keys.json")
         return self._signer
 
     def _presigned_url(
