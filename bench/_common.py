@@ -1,9 +1,21 @@
-"""Helpers shared by the benchmarks: timing and peak memory."""
+"""Helpers shared by the benchmarks: timing, peak memory, and the figure table.
+
+A `Figure` holds our samples and its baseline's, measured in the same run and
+interleaved, so each run gives one ratio; the table shows the median ratio and
+its min-max over the runs.
+"""
 
 from __future__ import annotations
 
+import json
+import platform
+import statistics
+import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+MiB = 1 << 20
 
 
 def timed(action: Callable[[], object]) -> float:
@@ -15,8 +27,131 @@ def timed(action: Callable[[], object]) -> float:
 
 def peak_rss_mib() -> float:
     """This process's peak RSS in MiB (VmHWM: unlike ``ru_maxrss``, not inherited across exec)."""
+    return _status_mib("VmHWM")
+
+
+def rss_mib() -> float:
+    """This process's RSS now, in MiB."""
+    return _status_mib("VmRSS")
+
+
+def _status_mib(field_name: str) -> float:
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field_name + ":"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def interleaved(
+    runs: int, ours: Callable[[], object], theirs: Callable[[], object]
+) -> tuple[list[float], list[float]]:
+    """Seconds of `runs` runs of each, alternating, after one warm-up of each."""
+    ours()
+    theirs()
+    mine: list[float] = []
+    other: list[float] = []
+    for _ in range(runs):
+        other.append(timed(theirs))
+        mine.append(timed(ours))
+    return mine, other
+
+
+@dataclass
+class Figure:
+    """One row of the table: our figure against its baseline's, run by run.
+
+    For a rate (`higher_is_better`), ratio = ours / baseline; for a time or a size,
+    ratio = baseline / ours, so that above 1.0 always means we did better. A figure
+    with a `limit` is judged by its own value instead (a memory bound in MiB).
+    """
+
+    name: str
+    baseline: str
+    unit: str
+    ours: list[float]
+    theirs: list[float]
+    target: float | None = None
+    higher_is_better: bool = True
+    limit: float | None = None
+    note: str = ""
+    ratios: list[float] = field(init=False)
+
+    def __post_init__(self) -> None:
+        pairs = zip(self.ours, self.theirs, strict=True)
+        if self.higher_is_better:
+            self.ratios = [o / t if t else 0.0 for o, t in pairs]
+        else:
+            self.ratios = [t / o if o else 0.0 for o, t in pairs]
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.ratios) if self.ratios else 0.0
+
+    @property
+    def met(self) -> bool | None:
+        if self.limit is not None:
+            return max(self.ours) <= self.limit
+        if self.target is None:
+            return None
+        return self.ratio >= self.target
+
+    def goal(self) -> str:
+        if self.limit is not None:
+            return f"<= {self.limit:g} {self.unit}"
+        return "" if self.target is None else f">= {self.target:g}"
+
+
+def _median_range(values: list[float]) -> str:
+    if not values:
+        return "-"
+    median = statistics.median(values)
+    digits = 0 if median >= 100 else (1 if median >= 10 else 2)
+    return f"{median:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def table(figures: list[Figure]) -> str:
+    """The figures as a Markdown table."""
+    lines = [
+        "| figure | ours | baseline | unit | ratio, median (min-max) | target | met |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for f in figures:
+        met = {True: "yes", False: "**no**", None: ""}[f.met]
+        ratio = "-" if f.limit is not None else _median_range(f.ratios)
+        lines.append(
+            f"| {f.name} | {_median_range(f.ours)} | {f.baseline}: {_median_range(f.theirs)} | {f.unit} "
+            f"| {ratio} | {f.goal()} | {met} |"
+        )
+    return "\n".join(lines)
+
+
+def machine(folder: str = ".") -> dict[str, str]:
+    """What the figures were measured on (`folder`: where the local figures wrote)."""
+    with open("/proc/cpuinfo") as cpuinfo:
+        models = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
+    with open("/proc/meminfo") as meminfo:
+        memory = next(line.split()[1] for line in meminfo if line.startswith("MemTotal"))
+    disk = subprocess.run(
+        ["df", "--output=source,fstype", folder], check=False, capture_output=True, text=True
+    ).stdout
+    return {
+        "cpu": f"{len(models)} x {models[0] if models else '?'}",
+        "memory": f"{int(memory) / (1 << 20):.0f} GiB",
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "disk": " ".join(disk.split()[2:]),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def write_json(path: str, figures: list[Figure], about: dict[str, object], folder: str = ".") -> None:
+    rows = []
+    for f in figures:
+        row = asdict(f)
+        row["ratio"] = f.ratio
+        row["met"] = f.met
+        rows.append(row)
+    with open(path, "w") as out:
+        json.dump({"machine": machine(folder), **about, "figures": rows}, out, indent=1)
+        out.write("\n")

@@ -18,7 +18,6 @@ import re
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import visiona_storage as vs
-from _common import timed
+from _common import Figure, interleaved, table
 
 MiB = 1 << 20
 
@@ -50,7 +49,8 @@ def _wait(port: int) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
-def _install() -> None:
+def install() -> None:
+    """nginx and wrk from Debian, if missing (needs root)."""
     if shutil.which("nginx") and shutil.which("wrk"):
         return
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -106,39 +106,30 @@ def _wrk(url: str, seconds: int) -> float:
     return float(match.group(1))
 
 
-def _summary(name: str, values: list[float], unit: str) -> tuple[float, str]:
-    median = statistics.median(values)
-    return median, f"{name:<34} {median:9.0f} {unit} ({min(values):.0f}-{max(values):.0f})"
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--mib", type=int, default=256)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--seconds", type=int, default=5)
-    options = parser.parse_args()
-    _install()
-    with tempfile.TemporaryDirectory(dir="/work" if os.path.isdir("/work") else None) as folder:
-        os.chmod(folder, 0o755)
-        root = os.path.join(folder, "storage")
+def figures(runs: int = 5, mib: int = 256, seconds: int = 5, folder: str | None = None) -> list[Figure]:
+    """serve against nginx (GET), against store.put (PUT), and 4 KiB GETs per second."""
+    install()
+    with tempfile.TemporaryDirectory(dir=folder) as work:
+        os.chmod(work, 0o755)
+        root = os.path.join(work, "storage")
         port = _free_port()
         base = f"http://127.0.0.1:{port}/storage"
         store = vs.LocalFSStore(root, base_url=base)
-        source = os.path.join(folder, "model.bin")
+        source = os.path.join(work, "model.bin")
         with open(source, "wb") as out:
-            for _ in range(options.mib):
+            for _ in range(mib):
                 out.write(os.urandom(MiB))
         with open(source, "rb") as f:
             store.put("bench/model.bin", f)
         store.put("bench/small.bin", os.urandom(4096))
-        config = os.path.join(folder, "storage.yaml")
+        config = os.path.join(work, "storage.yaml")
         Path(config).write_text(f"storage:\n  localfs:\n    root: {root}\n    base_url: {base}\n")
         serve = subprocess.Popen(
             [sys.executable, "-m", "visiona_storage.cli", "--config", config, "serve", "--port", str(port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        nginx, nginx_port = _nginx(root, folder)
+        nginx, nginx_port = _nginx(root, work)
         try:
             _wait(port)
             get_url = store.presigned_get_url("bench/model.bin", ttl=3600)
@@ -151,42 +142,66 @@ def main() -> None:
 
             def store_put() -> None:
                 with open(source, "rb") as f:
-                    store.put("bench/upload.bin", f, size=options.mib * MiB)
+                    store.put("bench/upload.bin", f, size=mib * MiB)
 
-            cases = {
-                "GET through serve": _curl(get_url),
-                "GET from nginx": _curl(nginx_big),
-                "PUT through serve": _curl(
-                    "-T", source, "-H", "Content-Type: application/octet-stream", put_url
-                ),
-                "store.put of the file": store_put,
-            }
-            times: dict[str, list[float]] = {name: [] for name in cases}
-            for action in cases.values():
-                action()
-            for _ in range(options.runs):
-                for name, action in cases.items():
-                    times[name].append(timed(action))
-            rates = {name: [options.mib / t for t in ts] for name, ts in times.items()}
-            rps: dict[str, list[float]] = {"4 KiB signed GETs through serve": [], "4 KiB GETs from nginx": []}
-            for _ in range(3):
-                rps["4 KiB signed GETs through serve"].append(_wrk(small_url, options.seconds))
-                rps["4 KiB GETs from nginx"].append(_wrk(nginx_small, options.seconds))
+            def rates(times: list[float]) -> list[float]:
+                return [mib / t for t in times]
+
+            found = []
+            ours, theirs = interleaved(runs, _curl(get_url), _curl(nginx_big))
+            found.append(
+                Figure(
+                    f"GET {mib} MiB through serve, presigned",
+                    "nginx, same file",
+                    "MiB/s",
+                    rates(ours),
+                    rates(theirs),
+                    0.8,
+                )
+            )
+            upload = _curl("-T", source, "-H", "Content-Type: application/octet-stream", put_url)
+            ours, theirs = interleaved(runs, upload, store_put)
+            found.append(
+                Figure(
+                    f"PUT {mib} MiB through serve",
+                    "store.put of the same file",
+                    "MiB/s",
+                    rates(ours),
+                    rates(theirs),
+                    0.7,
+                )
+            )
+            mine: list[float] = []
+            other: list[float] = []
+            for _ in range(max(3, runs // 2)):
+                other.append(_wrk(nginx_small, seconds))
+                mine.append(_wrk(small_url, seconds))
+            found.append(
+                Figure(
+                    "4 KiB GETs through serve, presigned (wrk, 16 connections)",
+                    "nginx, 4 KiB file",
+                    "req/s",
+                    mine,
+                    other,
+                    0.25,
+                )
+            )
+            return found
         finally:
             serve.send_signal(signal.SIGINT)
             nginx.send_signal(signal.SIGQUIT)
             serve.wait(10)
             nginx.wait(10)
-        print(f"{options.mib} MiB objects, {options.runs} runs after a warm-up, median (min-max)")
-        pairs = [
-            ("GET through serve", "GET from nginx", rates, "MiB/s"),
-            ("PUT through serve", "store.put of the file", rates, "MiB/s"),
-            ("4 KiB signed GETs through serve", "4 KiB GETs from nginx", rps, "req/s"),
-        ]
-        for ours, baseline, table, unit in pairs:
-            ours_median, ours_line = _summary(ours, table[ours], unit)
-            base_median, base_line = _summary(baseline, table[baseline], unit)
-            print(f"  {ours_line}\n  {base_line}\n    ratio {ours_median / base_median:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mib", type=int, default=256)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--dir", default=None)
+    options = parser.parse_args()
+    print(table(figures(options.runs, options.mib, options.seconds, options.dir)))
 
 
 if __name__ == "__main__":

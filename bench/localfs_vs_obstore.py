@@ -1,42 +1,50 @@
 """The local backend against obstore's LocalStore (Rust object_store), in the same run:
-10,000 puts of 1 KiB (fsync off), 10,000 stats, and listing 100,000 keys (time and
-memory). obstore stores no metadata; we store a sidecar and a SHA-256 ETag per object.
+10,000 puts of 1 KiB (fsync off), 10,000 stats, and a streamed listing of 100,000
+keys (time, and memory in a process of its own). obstore stores no metadata; we
+keep an ETag (SHA-256), a content type and metadata per object, and list them all.
 
-    .venv/bin/python bench/localfs_vs_obstore.py [--objects 10000] [--listed 100000] [--runs 3]
+    .venv/bin/python bench/localfs_vs_obstore.py [--objects 10000] [--listed 100000] [--runs 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import statistics
+import subprocess
+import sys
 import tempfile
-import tracemalloc
 
 import obstore
 from obstore.store import LocalStore
 
 import visiona_storage as vs
-from _common import timed
+from _common import Figure, interleaved, peak_rss_mib, rss_mib, table
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--objects", type=int, default=10_000)
-    parser.add_argument("--listed", type=int, default=100_000)
-    parser.add_argument("--runs", type=int, default=3)
-    options = parser.parse_args()
+def list_child(root: str, prefix: str) -> None:
+    """List every key under `prefix` with all its fields; print the count and RSS growth."""
+    store = vs.LocalFSStore(root)
+    before = rss_mib()
+    count = sum(1 for info in store.list(prefix) if info.etag and info.content_type)
+    print(json.dumps({"count": count, "growth_mib": peak_rss_mib() - before, "before_mib": before}))
+
+
+def figures(
+    runs: int = 5, objects: int = 10_000, listed: int = 100_000, folder: str | None = None
+) -> list[Figure]:
     payload = os.urandom(1024)
-    keys = [f"objects/{i % 100:02d}/{i:06d}.bin" for i in range(options.objects)]
-    listed_keys = [f"list/{i % 1000:03d}/{i:07d}" for i in range(options.listed)]
-    with tempfile.TemporaryDirectory(dir="/work" if os.path.isdir("/work") else None) as folder:
-        ours = vs.LocalFSStore(os.path.join(folder, "ours"), fsync=False)
-        os.makedirs(os.path.join(folder, "obstore"))
-        theirs = LocalStore(os.path.join(folder, "obstore"))
+    keys = [f"objects/{i % 100:02d}/{i:06d}.bin" for i in range(objects)]
+    listed_keys = [f"list/{i % 1000:03d}/{i:07d}" for i in range(listed)]
+    found = []
+    with tempfile.TemporaryDirectory(dir=folder) as work:
+        ours = vs.LocalFSStore(os.path.join(work, "ours"), fsync=False)
+        os.makedirs(os.path.join(work, "obstore"))
+        theirs = LocalStore(os.path.join(work, "obstore"))
 
         def ours_puts() -> None:
             for key in keys:
-                ours.put(key, payload)
+                ours.put(key, payload, metadata={"run": "1"})
 
         def theirs_puts() -> None:
             for key in keys:
@@ -51,41 +59,87 @@ def main() -> None:
                 obstore.head(theirs, key)
 
         for key in listed_keys:
-            ours.put(key, b"")
+            ours.put(key, b"", metadata={"run": "1"})
             obstore.put(theirs, key, b"")
 
         def ours_list() -> None:
-            count = sum(1 for _ in ours.list("list/"))
-            assert count == options.listed
+            count = sum(1 for info in ours.list("list/") if info.etag and info.content_type)
+            assert count == listed
 
         def theirs_list() -> None:
             count = sum(len(batch) for batch in obstore.list(theirs, "list/"))
-            assert count == options.listed
+            assert count == listed
 
-        cases = {
-            "put 1 KiB": (ours_puts, theirs_puts),
-            "stat / head": (ours_stats, theirs_heads),
-            f"list {options.listed} keys": (ours_list, theirs_list),
-        }
-        print(f"{options.objects} objects, {options.runs} runs after a warm-up, median seconds (min-max)")
-        for name, (mine, other) in cases.items():
-            mine()
-            other()
-            times: dict[str, list[float]] = {"ours": [], "obstore": []}
-            for _ in range(options.runs):
-                times["ours"].append(timed(mine))
-                times["obstore"].append(timed(other))
-            o, b = statistics.median(times["ours"]), statistics.median(times["obstore"])
-            print(
-                f"  {name:<20} ours {o:7.3f} s ({min(times['ours']):.3f}-{max(times['ours']):.3f})"
-                f"   obstore {b:7.3f} s ({min(times['obstore']):.3f}-{max(times['obstore']):.3f})"
-                f"   speed ratio {b / o:.2f}"
+        def per_second(count: int, times: list[float]) -> list[float]:
+            return [count / t for t in times]
+
+        mine, other = interleaved(runs, ours_puts, theirs_puts)
+        found.append(
+            Figure(
+                f"localfs {objects} puts of 1 KiB, fsync off",
+                "obstore LocalStore put",
+                "puts/s",
+                per_second(objects, mine),
+                per_second(objects, other),
+                1.0,
             )
-        tracemalloc.start()
-        ours_list()
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-        print(f"  list {options.listed} keys: peak Python heap {peak / (1 << 20):.1f} MiB (tracemalloc)")
+        )
+        mine, other = interleaved(runs, ours_stats, theirs_heads)
+        found.append(
+            Figure(
+                f"localfs {objects} stats",
+                "obstore head",
+                "stats/s",
+                per_second(objects, mine),
+                per_second(objects, other),
+                3.0,
+            )
+        )
+        mine, other = interleaved(runs, ours_list, theirs_list)
+        found.append(
+            Figure(
+                f"localfs list {listed} keys, streamed, all fields",
+                "obstore list",
+                "s",
+                mine,
+                other,
+                1.0,
+                higher_is_better=False,
+            )
+        )
+        out = subprocess.run(
+            [sys.executable, __file__, "--list-child", os.path.join(work, "ours")],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        result = json.loads(out)
+        assert result["count"] == listed
+        found.append(
+            Figure(
+                f"localfs list {listed} keys: RSS growth",
+                "the process before the call",
+                "MiB",
+                [result["growth_mib"]],
+                [result["before_mib"]],
+                limit=32,
+            )
+        )
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--objects", type=int, default=10_000)
+    parser.add_argument("--listed", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--dir", default=None)
+    parser.add_argument("--list-child", default=None, help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.list_child:
+        list_child(options.list_child, "list/")
+        return
+    print(table(figures(options.runs, options.objects, options.listed, options.dir)))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""S3Store against raw boto3 on a real Ceph RGW, in the same run: put and get of 64 MiB
-and 1 GiB, MiB/s and peak RSS (each measured in its own process).
+"""S3Store against raw boto3 and obstore's S3Store on a real Ceph RGW, in the same
+run: put and get of 64 MiB and 1 GiB, MiB/s and peak RSS (each in its own process).
 
     .venv/bin/python bench/s3_vs_boto3.py [--runs 3] [--sizes 64,1024]
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -20,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import peak_rss_mib
+from _common import Figure, peak_rss_mib, table
 
 MiB = 1 << 20
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,20 +43,41 @@ def _client(env: dict[str, str]) -> Any:
     )
 
 
+def _obstore(env: dict[str, str], bucket: str) -> Any:
+    from obstore.store import S3Store as ObstoreS3  # noqa: PLC0415 - measured in the child only
+
+    return ObstoreS3(
+        bucket,
+        endpoint=env["CEPH_RGW_ENDPOINT"],
+        access_key_id=env["CEPH_RGW_ACCESS_KEY"],
+        secret_access_key=env["CEPH_RGW_SECRET_KEY"],
+        region="us-east-1",
+        virtual_hosted_style_request=False,
+        client_options={"allow_http": True},
+    )
+
+
 def child(mode: str, source: str, bucket: str) -> None:
     """One measurement in a fresh process: prints seconds and peak RSS as JSON."""
     env = dict(os.environ)
-    import visiona_storage as vs  # noqa: PLC0415
-
+    who = mode.split("-", maxsplit=1)[0]
     size = os.path.getsize(source)
-    store = vs.S3Store(
-        bucket,
-        endpoint=env["CEPH_RGW_ENDPOINT"],
-        access_key=env["CEPH_RGW_ACCESS_KEY"],
-        secret_key=env["CEPH_RGW_SECRET_KEY"],
-    )
-    client = _client(env)
-    key = f"bench/{mode.split('-', maxsplit=1)[0]}-{size}"
+    key = f"bench/{who}-{size}"
+    if who == "ours":
+        import visiona_storage as vs  # noqa: PLC0415
+
+        store = vs.S3Store(
+            bucket,
+            endpoint=env["CEPH_RGW_ENDPOINT"],
+            access_key=env["CEPH_RGW_ACCESS_KEY"],
+            secret_key=env["CEPH_RGW_SECRET_KEY"],
+        )
+    elif who == "boto3":
+        client = _client(env)
+    else:
+        import obstore  # noqa: PLC0415
+
+        theirs = _obstore(env, bucket)
     start = time.perf_counter()
     if mode == "ours-put":
         with open(source, "rb") as f:
@@ -65,6 +85,9 @@ def child(mode: str, source: str, bucket: str) -> None:
     elif mode == "boto3-put":
         with open(source, "rb") as f:
             client.upload_fileobj(f, bucket, key)
+    elif mode == "obstore-put":
+        with open(source, "rb") as f:
+            obstore.put(theirs, key, f)
     elif mode == "ours-get":
         with store.get(key) as reader:
             while reader.read(MiB):
@@ -72,6 +95,9 @@ def child(mode: str, source: str, bucket: str) -> None:
     elif mode == "boto3-get":
         body = client.get_object(Bucket=bucket, Key=key)["Body"]
         for _ in body.iter_chunks(MiB):
+            pass
+    elif mode == "obstore-get":
+        for _ in obstore.get(theirs, key).stream(min_chunk_size=MiB):
             pass
     seconds = time.perf_counter() - start
     print(json.dumps({"seconds": seconds, "peak_rss_mib": peak_rss_mib()}))
@@ -89,11 +115,67 @@ def _run_child(mode: str, source: str, bucket: str, env: dict[str, str]) -> dict
     return result
 
 
-def _start_ceph(folder: str) -> dict[str, str]:
+def figures(runs: int = 3, sizes: tuple[int, ...] = (64, 1024), folder: str | None = None) -> list[Figure]:
+    """S3Store against raw boto3 and obstore on Ceph; each transfer in a process of its own."""
+    found: list[Figure] = []
+    with tempfile.TemporaryDirectory(dir=folder) as work:
+        env = dict(os.environ)
+        started_here = "CEPH_RGW_ENDPOINT" not in env
+        if started_here:
+            env.update(start_ceph(os.path.join(work, "ceph")))
+        try:
+            bucket = "bench"
+            _client(env).create_bucket(Bucket=bucket)
+            for mib in sizes:
+                source = os.path.join(work, f"source-{mib}.bin")
+                with open(source, "wb") as out:
+                    for _ in range(mib):
+                        out.write(os.urandom(MiB))
+                for operation in ("put", "get"):
+                    results: dict[str, list[dict[str, float]]] = {"ours": [], "boto3": [], "obstore": []}
+                    for run in range(runs + 1):
+                        for who in ("boto3", "obstore", "ours"):
+                            result = _run_child(f"{who}-{operation}", source, bucket, env)
+                            if run:  # the first round warms up
+                                results[who].append(result)
+                    rate = {who: [mib / r["seconds"] for r in rs] for who, rs in results.items()}
+                    rss = {who: [r["peak_rss_mib"] for r in rs] for who, rs in results.items()}
+                    what = "upload_fileobj" if operation == "put" else "streamed get_object"
+                    name = f"S3 {operation} {mib} MiB on Ceph"
+                    found.append(Figure(name, f"boto3 {what}", "MiB/s", rate["ours"], rate["boto3"], 1.0))
+                    found.append(
+                        Figure(
+                            name, f"obstore S3Store {operation}", "MiB/s", rate["ours"], rate["obstore"], 0.95
+                        )
+                    )
+                    found.append(
+                        Figure(
+                            f"{name}: peak RSS",
+                            "boto3's",
+                            "MiB",
+                            rss["ours"],
+                            rss["boto3"],
+                            limit=128,
+                            higher_is_better=False,
+                            note=f"obstore {max(rss['obstore']):.1f} MiB",
+                        )
+                    )
+                os.unlink(source)
+        finally:
+            if started_here:
+                stop_ceph(os.path.join(work, "ceph"))
+    return found
+
+
+def start_ceph(folder: str) -> dict[str, str]:
     out = subprocess.run(
         ["bash", str(ROOT / "scripts/ceph-rgw"), "start", folder], check=True, capture_output=True, text=True
     ).stdout
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def stop_ceph(folder: str) -> None:
+    subprocess.run(["bash", str(ROOT / "scripts/ceph-rgw"), "stop", folder], check=False)
 
 
 def main() -> None:
@@ -105,46 +187,7 @@ def main() -> None:
     if options.child:
         child(*options.child)
         return
-
-    with tempfile.TemporaryDirectory() as folder:
-        env = dict(os.environ)
-        started_here = "CEPH_RGW_ENDPOINT" not in env
-        if started_here:
-            env.update(_start_ceph(os.path.join(folder, "ceph")))
-        try:
-            bucket = "bench"
-            _client(env).create_bucket(Bucket=bucket)
-            endpoint = env["CEPH_RGW_ENDPOINT"]
-            print(f"Ceph RGW at {endpoint}, {options.runs} runs after a warm-up, median (min-max)")
-            for mib in (int(s) for s in options.sizes.split(",")):
-                source = os.path.join(folder, f"source-{mib}.bin")
-                with open(source, "wb") as out:
-                    for _ in range(mib):
-                        out.write(os.urandom(MiB))
-                for operation in ("put", "get"):
-                    results: dict[str, list[dict[str, float]]] = {"ours": [], "boto3": []}
-                    for run in range(options.runs + 1):
-                        for who in ("boto3", "ours"):
-                            result = _run_child(f"{who}-{operation}", source, bucket, env)
-                            if run:  # the first round warms up
-                                results[who].append(result)
-                    line = [f"  {operation} {mib:>5} MiB"]
-                    speeds = {}
-                    for who in ("ours", "boto3"):
-                        rates = [mib / r["seconds"] for r in results[who]]
-                        rss = max(r["peak_rss_mib"] for r in results[who])
-                        speeds[who] = statistics.median(rates)
-                        line.append(
-                            f"{'S3Store' if who == 'ours' else 'boto3'} {speeds[who]:6.0f} MiB/s "
-                            f"({min(rates):.0f}-{max(rates):.0f}), peak RSS {rss:5.1f} MiB"
-                        )
-                    line.append(f"ratio {speeds['ours'] / speeds['boto3']:.2f}")
-                    print("   ".join(line))
-                os.unlink(source)
-        finally:
-            if started_here:
-                stop = ["bash", str(ROOT / "scripts/ceph-rgw"), "stop", os.path.join(folder, "ceph")]
-                subprocess.run(stop, check=False)
+    print(table(figures(options.runs, tuple(int(s) for s in options.sizes.split(",")))))
 
 
 if __name__ == "__main__":

@@ -319,3 +319,48 @@ def test_a_hand_edited_file_is_recognised_even_while_its_access_time_changes(
     (root / "e").write_bytes(b"edited by hand")
     os.utime(root / "e", ns=(1, (root / "e").stat().st_mtime_ns))  # an access time far from "now"
     assert store.stat("e").etag == hashlib.sha256(b"edited by hand").hexdigest()
+
+
+# openat2: one call per path where the kernel has it, the segment walk elsewhere.
+
+
+def test_open_beneath_refuses_symlinks_and_escapes(root: Path, outside: Path) -> None:
+    from visiona_storage.backends.localfs import _beneath  # noqa: PLC0415
+
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "link").symlink_to(outside, target_is_directory=True)
+    (root / "a" / "inner").symlink_to(root / "a" / "b", target_is_directory=True)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+        if _beneath._syscall is None:
+            pytest.skip("this kernel has no openat2")
+        opened = _beneath.open_beneath(fd, "a/b", flags)
+        assert opened is not None
+        os.close(opened)
+        for path in ("link", "link/secret.txt", "a/inner", "../outside", "a/../../outside", "missing/x"):
+            assert _beneath.open_beneath(fd, path, flags) is None, path
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("openat2", [True, False])
+def test_the_segment_walk_and_openat2_agree(
+    root: Path, outside: Path, openat2: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from visiona_storage.backends.localfs import _beneath  # noqa: PLC0415
+
+    if not openat2:
+        monkeypatch.setattr(_beneath, "_syscall", None)
+    store = vs.LocalFSStore(root)
+    store.put("a/b/c.bin", b"data")
+    (root / "a" / "link").symlink_to(outside, target_is_directory=True)
+    with store.get("a/b/c.bin") as r:
+        assert r.read() == b"data"
+    assert [i.key for i in store.list("a/")] == ["a/b/c.bin"]
+    with pytest.raises(vs.StorageError, match="symlink"):
+        store.stat("a/link/secret.txt")
+    with pytest.raises(vs.StorageError, match="symlink"):
+        store.put("a/link/x", b"x")
+    store.delete("a/b/c.bin")
+    assert not (root / "a" / "b").exists()

@@ -10,7 +10,7 @@ import os
 import stat
 import time
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlencode
@@ -109,8 +109,12 @@ class LocalFSStore(Store):
         if_none_match: str | None,
     ) -> ObjectInfo:
         folders, name = _split(key)
+        # A small body is written in an instant: its commit reuses this folder
+        # descriptor. A large one may stream for minutes, so its commit walks the
+        # path again (the folder may have been renamed or pruned meanwhile).
+        small = 0 <= body.size < DEFAULT_CHUNK_SIZE
         with _os_errors(key, "store"):
-            dir_fd = tree.open_folder(self._root_fd, folders, create=True, key=key)
+            dir_fd: int | None = tree.open_folder(self._root_fd, folders, create=True, key=key)
             assert dir_fd is not None
             try:
                 # Fail fast before streaming; the checks that count are repeated at commit.
@@ -118,24 +122,29 @@ class LocalFSStore(Store):
                 if if_match is not None or if_none_match is not None:
                     self._check_condition(dir_fd, name, key, if_match, if_none_match)
                 temp = TempFile(dir_fd)
+                if not small:
+                    os.close(dir_fd)
+                    dir_fd = None
+                try:
+                    etag = self._write(temp, body)
+                    st = temp.stat()
+                    version = sidecar.Version(sidecar.FileIdentity.of(st), etag, content_type, metadata)
+                    opened, dir_fd = dir_fd, None
+                    self._commit(key, temp, version, if_match, if_none_match, opened=opened)
+                finally:
+                    temp.discard()
             finally:
-                os.close(dir_fd)
-            try:
-                etag = self._write(temp, body)
-                st = temp.stat()
-                version = sidecar.Version(sidecar.FileIdentity.of(st), etag, content_type, metadata)
-                self._commit(key, temp, version, if_match, if_none_match)
-            finally:
-                temp.discard()
+                if dir_fd is not None:
+                    os.close(dir_fd)
         return _info(key, version, st)
 
     def _write(self, temp: TempFile, body: Body) -> str:
         """Write the body to `temp`; return its SHA-256.
 
-        From the first full-sized chunk on, each chunk is written by a helper
-        thread while this one hashes it: both release the GIL, so a large put
-        costs about the slower of the two, not their sum. One chunk is in flight
-        at a time, so memory stays at a chunk or two.
+        From the first full-sized chunk on, a helper thread writes chunk N while
+        this one reads and hashes chunk N+1: reading, hashing and writing all
+        release the GIL, so a large put costs about the slower of the two sides,
+        not their sum. At most two chunks are alive at a time.
         """
         digest = hashlib.sha256()
         chunks = iter(body)
@@ -145,9 +154,13 @@ class LocalFSStore(Store):
                 temp.write(chunk)
                 continue
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vs-write") as writer:
+                written: Future[None] | None = None
                 for item in itertools.chain([chunk], chunks):
-                    written = writer.submit(temp.write, item)
                     digest.update(item)
+                    if written is not None:
+                        written.result()
+                    written = writer.submit(temp.write, item)
+                if written is not None:
                     written.result()
             break
         if self.fsync:
@@ -161,18 +174,24 @@ class LocalFSStore(Store):
         version: sidecar.Version,
         if_match: str | None,
         if_none_match: str | None,
+        *,
+        opened: int | None = None,
     ) -> None:
         """Publish `temp` at `key`, under the folder's lock.
 
-        The key's path is walked again here, not reused from before the body was
-        streamed: a folder renamed or swapped for a symlink meanwhile must not
-        carry the object off, and one removed meanwhile (pruned by a delete) is
-        made again.
+        The key's path is walked again here unless the caller passes the folder it
+        `opened` an instant ago (this takes it over and closes it): a folder renamed
+        or swapped for a symlink while a body streamed must not carry the object
+        off, and one removed meanwhile (pruned by a delete) is made again.
         """
         folders, name = _split(key)
         for _ in range(_MAX_READ_ATTEMPTS):
-            dir_fd = tree.open_folder(self._root_fd, folders, create=True, key=key)
-            assert dir_fd is not None
+            if opened is not None:
+                dir_fd, opened = opened, None
+            else:
+                walked = tree.open_folder(self._root_fd, folders, create=True, key=key)
+                assert walked is not None
+                dir_fd = walked
             try:
                 with tree.folder_lock(dir_fd):
                     self._check_slot(dir_fd, name, key, clear_empty_folder=True)

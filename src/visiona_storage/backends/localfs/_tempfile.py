@@ -68,9 +68,12 @@ class TempFile:
         """
         if self.name is None:
             staging = name + TEMP_SUFFIX
-            with contextlib.suppress(FileNotFoundError):
+            source = f"/proc/self/fd/{self.fd}"
+            try:
+                os.link(source, staging, dst_dir_fd=dir_fd, follow_symlinks=True)
+            except FileExistsError:  # a crashed writer's leftover
                 os.unlink(staging, dir_fd=dir_fd)
-            os.link(f"/proc/self/fd/{self.fd}", staging, dst_dir_fd=dir_fd, follow_symlinks=True)
+                os.link(source, staging, dst_dir_fd=dir_fd, follow_symlinks=True)
             self.name, self.dir_fd = staging, dir_fd
         os.rename(self.name, name, src_dir_fd=self.dir_fd, dst_dir_fd=dir_fd)
         self.name = None

@@ -1,8 +1,9 @@
 """Walking the local tree without ever leaving the root.
 
-Every path is opened one segment at a time relative to its parent's file
-descriptor with ``O_NOFOLLOW``, so neither ``..`` nor a symlink placed (or
-swapped in) under the root can lead outside it. Folder locks are ``flock``s on
+Every path is opened in one ``openat2`` call that refuses symlinks and escapes,
+or else one segment at a time relative to its parent's file descriptor with
+``O_NOFOLLOW``, so neither ``..`` nor a symlink placed (or swapped in) under the
+root can lead outside it. Folder locks are ``flock``s on
 a folder's descriptor: they serialise commits in that folder between threads
 and processes, and vanish with a killed process.
 """
@@ -17,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from ..._errors import KeyConflictError, StorageError
+from ._beneath import open_beneath
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -48,6 +50,10 @@ def open_folder(root_fd: int, parts: Sequence[str], *, create: bool, key: str) -
 
 
 def _walk(root_fd: int, parts: Sequence[str], *, create: bool, key: str) -> int | None:
+    if parts:
+        fast = open_beneath(root_fd, "/".join(parts), DIR_FLAGS)
+        if fast is not None:
+            return fast
     fd = os.open(".", DIR_FLAGS, dir_fd=root_fd)
     try:
         for depth, name in enumerate(parts):
