@@ -4,15 +4,19 @@ leftovers and hand-placed files."""
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import visiona_storage as vs
 from visiona_storage.backends.localfs._tempfile import TempFile
+
+MiB = 1 << 20
 
 
 @pytest.fixture
@@ -325,7 +329,7 @@ def test_a_hand_edited_file_is_recognised_even_while_its_access_time_changes(
 
 
 def test_open_beneath_refuses_symlinks_and_escapes(root: Path, outside: Path) -> None:
-    from visiona_storage.backends.localfs import _beneath  # noqa: PLC0415
+    from visiona_storage.backends.localfs import _linux  # noqa: PLC0415
 
     (root / "a" / "b").mkdir(parents=True)
     (root / "link").symlink_to(outside, target_is_directory=True)
@@ -333,13 +337,13 @@ def test_open_beneath_refuses_symlinks_and_escapes(root: Path, outside: Path) ->
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
         flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-        if _beneath._syscall is None:
+        if _linux._syscall is None:
             pytest.skip("this kernel has no openat2")
-        opened = _beneath.open_beneath(fd, "a/b", flags)
+        opened = _linux.open_beneath(fd, "a/b", flags)
         assert opened is not None
         os.close(opened)
         for path in ("link", "link/secret.txt", "a/inner", "../outside", "a/../../outside", "missing/x"):
-            assert _beneath.open_beneath(fd, path, flags) is None, path
+            assert _linux.open_beneath(fd, path, flags) is None, path
     finally:
         os.close(fd)
 
@@ -348,10 +352,10 @@ def test_open_beneath_refuses_symlinks_and_escapes(root: Path, outside: Path) ->
 def test_the_segment_walk_and_openat2_agree(
     root: Path, outside: Path, openat2: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from visiona_storage.backends.localfs import _beneath  # noqa: PLC0415
+    from visiona_storage.backends.localfs import _linux  # noqa: PLC0415
 
     if not openat2:
-        monkeypatch.setattr(_beneath, "_syscall", None)
+        monkeypatch.setattr(_linux, "_syscall", None)
     store = vs.LocalFSStore(root)
     store.put("a/b/c.bin", b"data")
     (root / "a" / "link").symlink_to(outside, target_is_directory=True)
@@ -364,3 +368,60 @@ def test_the_segment_walk_and_openat2_agree(
         store.put("a/link/x", b"x")
     store.delete("a/b/c.bin")
     assert not (root / "a" / "b").exists()
+
+
+# Large bodies: read and written by a helper thread (files, bytes) or written by one (generators).
+
+
+class _FailingFile(io.RawIOBase):
+    """A file that fails after `good` bytes."""
+
+    def __init__(self, good: int) -> None:
+        super().__init__()
+        self.left = good
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.left <= 0:
+            raise OSError(5, "Input/output error")
+        count = min(len(buffer), self.left)
+        buffer[:count] = b"x" * count
+        self.left -= count
+        return count
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: (_FailingFile(3 * MiB), 8 * MiB, vs.StorageError),
+        lambda: (io.BytesIO(b"y" * (3 * MiB)), 5 * MiB, vs.SizeMismatchError),
+        lambda: (io.BytesIO(b"y" * (5 * MiB)), 3 * MiB, vs.SizeMismatchError),
+        lambda: ((b"z" * MiB for _ in range(3)), 4 * MiB, vs.SizeMismatchError),
+    ],
+    ids=["read-error", "short-file", "long-file", "short-generator"],
+)
+def test_a_large_body_that_fails_midway_stores_nothing(store: vs.LocalFSStore, root: Path, make: Any) -> None:
+    store.put("big/k", b"old", metadata={"v": "1"})
+    data, size, error = make()
+    with pytest.raises(error):
+        store.put("big/k", data, size=size)
+    assert store.stat("big/k").metadata == {"v": "1"}
+    with store.get("big/k") as r:
+        assert r.read() == b"old"
+    assert sorted(os.listdir(root / "big")) == ["k", "k.meta.json"]
+
+
+@pytest.mark.parametrize("kind", ["bytes", "file", "generator"])
+def test_large_bodies_of_every_kind_get_the_right_etag(store: vs.LocalFSStore, kind: str) -> None:
+    data = os.urandom(5 * MiB + 123)
+    body: Any = {
+        "bytes": data,
+        "file": io.BytesIO(data),
+        "generator": (data[i : i + 300_000] for i in range(0, len(data), 300_000)),
+    }[kind]
+    info = store.put("big/k", body)
+    assert info.etag == hashlib.sha256(data).hexdigest()
+    with store.get("big/k") as r:
+        assert r.read() == data

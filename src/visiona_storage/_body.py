@@ -48,6 +48,12 @@ class Body:
             )
         self.size = size
 
+    @property
+    def readable_from_any_thread(self) -> bool:
+        """True for bytes and file objects, which a helper thread may read; an
+        iterable may be a generator tied to the caller's thread."""
+        return self._iterable is None
+
     def __iter__(self) -> Iterator[BytesLike]:
         if self._bytes is not None:
             return self._iter_bytes(self._bytes)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import itertools
 import logging
 import os
 import stat
 import time
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlencode
@@ -32,6 +30,7 @@ from ..._store import Store
 from . import _sidecar as sidecar
 from . import _tree as tree
 from ._tempfile import TempFile, is_stale
+from ._writing import write_body
 
 log = logging.getLogger("visiona_storage.localfs")
 
@@ -121,12 +120,12 @@ class LocalFSStore(Store):
                 self._check_slot(dir_fd, name, key)
                 if if_match is not None or if_none_match is not None:
                     self._check_condition(dir_fd, name, key, if_match, if_none_match)
-                temp = TempFile(dir_fd)
+                temp = TempFile(dir_fd, durable=self.fsync)
                 if not small:
                     os.close(dir_fd)
                     dir_fd = None
                 try:
-                    etag = self._write(temp, body)
+                    etag = write_body(temp, body, fsync=self.fsync)
                     st = temp.stat()
                     version = sidecar.Version(sidecar.FileIdentity.of(st), etag, content_type, metadata)
                     opened, dir_fd = dir_fd, None
@@ -137,35 +136,6 @@ class LocalFSStore(Store):
                 if dir_fd is not None:
                     os.close(dir_fd)
         return _info(key, version, st)
-
-    def _write(self, temp: TempFile, body: Body) -> str:
-        """Write the body to `temp`; return its SHA-256.
-
-        From the first full-sized chunk on, a helper thread writes chunk N while
-        this one reads and hashes chunk N+1: reading, hashing and writing all
-        release the GIL, so a large put costs about the slower of the two sides,
-        not their sum. At most two chunks are alive at a time.
-        """
-        digest = hashlib.sha256()
-        chunks = iter(body)
-        for chunk in chunks:
-            if len(chunk) < DEFAULT_CHUNK_SIZE:
-                digest.update(chunk)
-                temp.write(chunk)
-                continue
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vs-write") as writer:
-                written: Future[None] | None = None
-                for item in itertools.chain([chunk], chunks):
-                    digest.update(item)
-                    if written is not None:
-                        written.result()
-                    written = writer.submit(temp.write, item)
-                if written is not None:
-                    written.result()
-            break
-        if self.fsync:
-            temp.sync()
-        return digest.hexdigest()
 
     def _commit(
         self,

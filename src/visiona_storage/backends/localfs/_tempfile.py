@@ -17,19 +17,28 @@ import os
 import secrets
 
 from ..._keys import TEMP_SUFFIX
+from ._linux import preallocate, start_writeback
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_CLOEXEC
 _O_TMPFILE: int = getattr(os, "O_TMPFILE", 0)
 _CAN_LINK_UNNAMED = bool(_O_TMPFILE) and os.path.isdir("/proc/self/fd")
 RANDOM_PREFIX = ".vs-"
+_PREALLOCATE_FROM = 256 * 1024
 
 
 class TempFile:
-    """A file being written in a folder; invisible to readers until `publish`."""
+    """A file being written in a folder; invisible to readers until `publish`.
 
-    def __init__(self, dir_fd: int) -> None:
+    A `durable` one (to be fsynced) starts each large piece's writeback as soon
+    as it is written.
+    """
+
+    def __init__(self, dir_fd: int, *, durable: bool = False) -> None:
         self.dir_fd = dir_fd
+        self.durable = durable
         self.name: str | None = None
+        self.size = 0
+        self._preallocate = True
         self.fd = self._create(dir_fd)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX)
@@ -49,10 +58,17 @@ class TempFile:
         return os.open(self.name, flags, 0o644, dir_fd=dir_fd)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Append `data`; a large piece gets its blocks allocated first (see `_linux`)."""
         view = memoryview(data)
+        offset, length = self.size, len(view)
+        if self._preallocate and length >= _PREALLOCATE_FROM:
+            self._preallocate = preallocate(self.fd, offset, length)
+        self.size += length
         while view:
             written = os.write(self.fd, view)
             view = view[written:]
+        if self.durable and length >= _PREALLOCATE_FROM:
+            start_writeback(self.fd, offset, length)
 
     def sync(self) -> None:
         os.fsync(self.fd)
