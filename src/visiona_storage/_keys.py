@@ -8,6 +8,7 @@ characters; no segment ends in a name the local layout reserves. Anything else
 
 from __future__ import annotations
 
+import functools
 import re
 
 from ._errors import InvalidKeyError
@@ -37,7 +38,7 @@ def check_key(key: object) -> str:
     """
     if not isinstance(key, str):
         raise InvalidKeyError(f"key must be a str, not {type(key).__name__}", None)
-    problem = key_problem(key)
+    problem = _remembered_key_problem(key)
     if problem is not None:
         raise InvalidKeyError(f"invalid key {key!r}: {problem}", key)
     return key
@@ -64,6 +65,10 @@ def key_problem(key: str) -> str | None:
         if problem is not None:
             return problem
     return None
+
+
+_remembered_key_problem = functools.lru_cache(maxsize=4096)(key_problem)
+"""`key_problem` remembering recent keys: a service checks the same keys over and over."""
 
 
 def segment_problem(segment: str) -> str | None:

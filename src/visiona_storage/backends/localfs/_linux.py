@@ -57,6 +57,8 @@ def _load() -> Any:
 
 
 _syscall = _load()
+_HOW: dict[int, Any] = {}  # open_how arguments by flags, made once
+_HOW_SIZE = ctypes.sizeof(_OpenHow)
 _libc_fallocate = _libc_sync_file_range = None
 if _syscall is not None:
     _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -76,8 +78,10 @@ def open_beneath(dir_fd: int, path: str, flags: int) -> int | None:
     global _syscall  # noqa: PLW0603 - switched off once if the kernel refuses the call
     if _syscall is None:
         return None
-    how = _OpenHow(flags, 0, _RESOLVE)
-    fd = int(_syscall(_SYS_OPENAT2, dir_fd, os.fsencode(path), ctypes.byref(how), ctypes.sizeof(how)))
+    how = _HOW.get(flags)
+    if how is None:
+        how = _HOW[flags] = ctypes.byref(_OpenHow(flags, 0, _RESOLVE))
+    fd = int(_syscall(_SYS_OPENAT2, dir_fd, os.fsencode(path), how, _HOW_SIZE))
     if fd >= 0:
         return fd
     if ctypes.get_errno() in _ENOSYS_LIKE:

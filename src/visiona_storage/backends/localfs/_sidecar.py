@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +47,7 @@ class CorruptSidecarError(ValueError):
     """The sidecar is not a sidecar this package wrote (truncated, edited, not JSON)."""
 
 
-def encode(versions: list[Version]) -> bytes:
+def encode(versions: Sequence[Version]) -> bytes:
     """The sidecar's bytes for `versions`, newest first."""
     doc = {
         "format": FORMAT,
@@ -65,13 +66,13 @@ def encode(versions: list[Version]) -> bytes:
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def decode(raw: bytes) -> list[Version]:
+def decode(raw: bytes) -> tuple[Version, ...]:
     """Parse a sidecar; raise `CorruptSidecarError` if it is not one."""
     try:
         doc = json.loads(raw)
         if doc["format"] != FORMAT:
             raise CorruptSidecarError(f"unknown sidecar format {doc['format']!r}")
-        return [_version(item) for item in doc["versions"]]
+        return tuple(_version(item) for item in doc["versions"])
     except CorruptSidecarError:
         raise
     except (ValueError, KeyError, TypeError) as exc:
@@ -91,7 +92,7 @@ def _version(item: dict[str, Any]) -> Version:
     return Version(identity, etag, content_type, metadata)
 
 
-def match(versions: list[Version], st: os.stat_result) -> Version | None:
+def match(versions: Sequence[Version], st: os.stat_result) -> Version | None:
     """The version describing the data file whose ``stat`` is `st`, if any."""
     identity = FileIdentity.of(st)
     for version in versions:
