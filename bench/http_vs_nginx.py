@@ -125,7 +125,17 @@ def figures(runs: int = 5, mib: int = 256, seconds: int = 5, folder: str | None 
         config = os.path.join(work, "storage.yaml")
         Path(config).write_text(f"storage:\n  localfs:\n    root: {root}\n    base_url: {base}\n")
         serve = subprocess.Popen(
-            [sys.executable, "-m", "visiona_storage.cli", "--config", config, "serve", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "visiona_storage.cli",
+                "--config",
+                config,
+                "serve",
+                "--port",
+                str(port),
+                "--no-access-log",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -173,9 +183,36 @@ def figures(runs: int = 5, mib: int = 256, seconds: int = 5, folder: str | None 
             )
             mine: list[float] = []
             other: list[float] = []
-            for _ in range(max(3, runs // 2)):
-                other.append(_wrk(nginx_small, seconds))
-                mine.append(_wrk(small_url, seconds))
+            bare: list[float] = []
+            hello_port = _free_port()
+            hello = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "--app-dir",
+                    str(Path(__file__).parent),
+                    "_hello_asgi:app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(hello_port),
+                    "--log-level",
+                    "warning",
+                    "--no-access-log",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                _wait(hello_port)
+                for _ in range(max(3, runs // 2)):
+                    other.append(_wrk(nginx_small, seconds))
+                    mine.append(_wrk(small_url, seconds))
+                    bare.append(_wrk(f"http://127.0.0.1:{hello_port}/", seconds))
+            finally:
+                hello.send_signal(signal.SIGINT)
+                hello.wait(10)
             found.append(
                 Figure(
                     "4 KiB GETs through serve, presigned (wrk, 16 connections)",
@@ -184,6 +221,16 @@ def figures(runs: int = 5, mib: int = 256, seconds: int = 5, folder: str | None 
                     mine,
                     other,
                     0.25,
+                )
+            )
+            found.append(
+                Figure(
+                    "4 KiB GETs from a bare ASGI app on uvicorn (the ceiling of one Python worker)",
+                    "nginx, 4 KiB file",
+                    "req/s",
+                    bare,
+                    other,
+                    note="no routing, no signature, no file: bench/_hello_asgi.py",
                 )
             )
             return found

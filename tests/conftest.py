@@ -32,8 +32,19 @@ def ceph_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[S3S
     yield from ceph_rgw(Path(tmp_path_factory.mktemp("ceph")))
 
 
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Keep what each test printed (its figure) for the summary, so that a plain
+    run, as in CI, shows every figure without ``-s``."""
+    if report.when == "call":
+        for line in report.capstdout.splitlines():
+            if line.strip():
+                FIGURES.append(f"{report.nodeid.split('::', 1)[-1]}: {line.strip()}")
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Print the figures the server fixtures measured."""
+    """Print the figures the tests and the server fixtures measured."""
+    if FIGURES:
+        terminalreporter.section("figures")
     for line in FIGURES:
         terminalreporter.write_line(line)
 

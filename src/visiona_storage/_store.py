@@ -32,6 +32,11 @@ class Store(abc.ABC):
     """
 
     _closed: bool = False
+    _reads_are_local: bool = False
+    """True where `get` and `stat` of a small object return within microseconds
+    (memory, a local disk's page cache): the HTTP app may then call them on its
+    event loop instead of paying a hop to a worker thread. A backend that goes
+    over the network must leave it False."""
 
     def put(
         self,

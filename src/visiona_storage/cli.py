@@ -52,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the /storage endpoint (localfs)")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 3001)")
+    serve.add_argument("--no-access-log", action="store_true", help="do not log each request")
     serve.set_defaults(run=_serve)
 
     put = commands.add_parser("put", help="store a file ('-' for stdin) at KEY")
@@ -122,7 +123,12 @@ def _serve(args: argparse.Namespace) -> int:
         f" (removed {removed} leftover files)",
         file=sys.stderr,
     )
-    uvicorn.run(create_app(store, cors_origins=config.server.cors_origins), host=host, port=port)
+    uvicorn.run(
+        create_app(store, cors_origins=config.server.cors_origins),
+        host=host,
+        port=port,
+        access_log=not args.no_access_log,
+    )
     return 0
 
 

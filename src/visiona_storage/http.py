@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from email.utils import format_datetime
 
 import anyio
-import anyio.from_thread
+import anyio.lowlevel
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -45,12 +45,15 @@ from ._errors import (
 )
 from ._keys import check_key
 from ._models import ObjectInfo, ObjectReader
+from ._request_body import RequestBody
 from ._signing import SignedRequest, URLSigner
 from ._store import Store
 
 log = logging.getLogger("visiona_storage.http")
 
 CHUNK_SIZE = 1 << 20
+SMALL_ON_LOOP = 64 << 10
+"""Objects up to this size of a local store are read on the event loop."""
 META_PREFIX = "x-amz-meta-"
 EXPOSED_HEADERS = ["ETag", "Content-Length", "Content-Range", "Accept-Ranges", "Last-Modified"]
 
@@ -136,8 +139,12 @@ class _Endpoint:
 
     async def _download(self, request: Request, key: str, *, head: bool) -> Response:
         wanted = _parse_range(request.headers.get("range"))
-        # One thread hop opens the object and, if it is small, reads it whole too.
-        info, reader, body = await anyio.to_thread.run_sync(self._fetch, key, wanted)
+        # One call opens the object and, if it is small, reads it whole too: on the
+        # event loop for a local store (microseconds), else in one thread hop.
+        if self.store._reads_are_local:
+            info, reader, body = self._fetch(key, wanted, SMALL_ON_LOOP)
+        else:
+            info, reader, body = await anyio.to_thread.run_sync(self._fetch, key, wanted, CHUNK_SIZE)
         try:
             response = self._respond(request, key, info, wanted)
             if response.status_code >= 300 or head:
@@ -155,11 +162,12 @@ class _Endpoint:
                 reader.close()
 
     def _fetch(
-        self, key: str, wanted: tuple[int | None, int | None] | None
+        self, key: str, wanted: tuple[int | None, int | None] | None, small: int
     ) -> tuple[ObjectInfo, ObjectReader | None, bytes | None]:
-        """The object's info, and a reader of the wanted bytes, or (small objects) those bytes."""
+        """The object's info, and a reader of the wanted bytes, or those bytes
+        themselves if the object is at most `small` bytes."""
         reader = self._open(key, wanted)
-        if reader.info.size > CHUNK_SIZE:
+        if reader.info.size > small:
             return reader.info, reader, None
         with reader:
             return reader.info, None, reader.read()
@@ -234,35 +242,14 @@ class _Endpoint:
         }
         if_none_match = request.headers.get("if-none-match")
         if_match = request.headers.get("if-match")
-        stream = request.stream()
-        limit = signed.max_size
-
-        async def next_block() -> bytes:
-            """The next CHUNK_SIZE bytes or so of the body (b"" at its end): one hop from
-            the worker thread per block rather than per (often 64 KiB) ASGI message."""
-            parts: list[bytes] = []
-            size = 0
-            while size < CHUNK_SIZE:
-                try:
-                    part = await stream.__anext__()
-                except StopAsyncIteration:
-                    break
-                parts.append(part)
-                size += len(part)
-            return parts[0] if len(parts) == 1 else b"".join(parts)
-
-        def chunks() -> Iterator[bytes]:
-            total = 0
-            while block := anyio.from_thread.run(next_block):
-                total += len(block)
-                if limit is not None and total > limit:
-                    raise _TooLargeError
-                yield block
+        body = RequestBody(request.stream(), anyio.lowlevel.current_token(), signed.max_size, _TooLargeError)
+        # A file, to the store: its helper thread reads the body (entering the event
+        # loop once per MiB) and writes it while the worker thread hashes.
 
         def put() -> ObjectInfo:
             return self.store.put(
                 key,
-                chunks(),
+                body,
                 size=size,
                 metadata=metadata,
                 content_type=content_type or None,

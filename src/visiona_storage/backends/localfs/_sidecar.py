@@ -69,7 +69,7 @@ def encode(versions: Sequence[Version]) -> bytes:
 def decode(raw: bytes) -> tuple[Version, ...]:
     """Parse a sidecar; raise `CorruptSidecarError` if it is not one."""
     try:
-        doc = json.loads(raw)
+        doc = json.loads(raw.decode("utf-8"))
         if doc["format"] != FORMAT:
             raise CorruptSidecarError(f"unknown sidecar format {doc['format']!r}")
         return tuple(_version(item) for item in doc["versions"])

@@ -48,6 +48,8 @@ class LocalFSStore(Store):
     `root` is ever read or written, and symlinks under it are never followed.
     """
 
+    _reads_are_local = True
+
     def __init__(
         self,
         root: str | os.PathLike[str] = "./data/storage",
