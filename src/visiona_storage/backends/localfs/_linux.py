@@ -32,43 +32,38 @@ _RESOLVE_NO_MAGICLINKS = 0x02
 _RESOLVE_NO_SYMLINKS = 0x04
 _RESOLVE_BENEATH = 0x08
 _RESOLVE = _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS
-_SYS_OPENAT2 = 437  # the same number on every architecture that has the call
-_ENOSYS_LIKE = {38, 1, 95}  # ENOSYS, EPERM (seccomp), EOPNOTSUPP
+_SYS_OPENAT2 = 437  # the same number on every architecture listed below
+_ARCHES = ("x86_64", "aarch64", "riscv64", "ppc64le", "s390x")
+_UNAVAILABLE = {errno.ENOSYS, errno.EPERM, errno.EOPNOTSUPP}  # EPERM: a seccomp filter
+_SYNC_FILE_RANGE_WRITE = 2
 
 
 class _OpenHow(ctypes.Structure):
     _fields_ = (("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64))
 
 
-_ARCHES = ("x86_64", "aarch64", "riscv64", "ppc64le", "s390x")
-
-
-def _load() -> Any:
-    """libc's ``syscall``, or None off Linux and where openat2's number is not 437."""
+def _libc() -> Any:
+    """The C library, or None off Linux and where openat2's number is not 437."""
     if sys.platform != "linux" or platform.machine() not in _ARCHES:
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     except OSError:
         return None
-    call = libc.syscall
-    call.restype = ctypes.c_long
-    return call
 
 
-_syscall = _load()
+_syscall = _libc_fallocate = _libc_sync_file_range = None
 _HOW: dict[int, Any] = {}  # open_how arguments by flags, made once
 _HOW_SIZE = ctypes.sizeof(_OpenHow)
-_libc_fallocate = _libc_sync_file_range = None
-if _syscall is not None:
-    _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    _libc_fallocate = _libc.fallocate
+if (_lib := _libc()) is not None:
+    _syscall = _lib.syscall
+    _syscall.restype = ctypes.c_long
+    _libc_fallocate = _lib.fallocate
     _libc_fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
     _libc_fallocate.restype = ctypes.c_int
-    _libc_sync_file_range = _libc.sync_file_range
+    _libc_sync_file_range = _lib.sync_file_range
     _libc_sync_file_range.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
     _libc_sync_file_range.restype = ctypes.c_int
-_SYNC_FILE_RANGE_WRITE = 2
 
 
 def open_beneath(dir_fd: int, path: str, flags: int) -> int | None:
@@ -84,7 +79,7 @@ def open_beneath(dir_fd: int, path: str, flags: int) -> int | None:
     fd = int(_syscall(_SYS_OPENAT2, dir_fd, os.fsencode(path), how, _HOW_SIZE))
     if fd >= 0:
         return fd
-    if ctypes.get_errno() in _ENOSYS_LIKE:
+    if ctypes.get_errno() in _UNAVAILABLE:
         _syscall = None
     return None
 
