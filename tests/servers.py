@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -93,6 +94,16 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], seconds: float, what
     raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {seconds} s")
 
 
+def stop_process(proc: subprocess.Popen[Any], signum: int = signal.SIGTERM, seconds: float = 10) -> None:
+    """Ask a process we started to stop with `signum`; kill it if it is still there after `seconds`."""
+    proc.send_signal(signum)
+    try:
+        proc.wait(seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def moto_server(log_dir: Path) -> Iterator[S3Server]:
     """Run ``moto.server`` on a free loopback port for as long as the generator lives."""
     port = free_port()
@@ -107,11 +118,7 @@ def moto_server(log_dir: Path) -> Iterator[S3Server]:
         wait_for_port(port, proc, 30, "moto server")
         yield S3Server("moto", f"http://127.0.0.1:{port}", "testing", "testing-secret")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         log.close()
 
 

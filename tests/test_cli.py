@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from servers import free_port, wait_for_port
+from servers import free_port, stop_process, wait_for_port
 
 MiB = 1 << 20
 
@@ -132,11 +132,7 @@ def test_serve_answers_presigned_urls_and_cleans_up_at_start(tmp_path: Path) -> 
         with urllib.request.urlopen(url, timeout=10) as response:
             assert response.read() == b"hello"
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, signal.SIGINT)
 
 
 def test_serve_refuses_the_s3_backend(tmp_path: Path) -> None:

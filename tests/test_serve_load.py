@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 import visiona_storage as vs
-from servers import free_port, wait_for_port
+from servers import free_port, stop_process, wait_for_port
 
 SECONDS = float(os.environ.get("VISIONA_LOAD_SECONDS", "60"))
 DOWNLOADERS, UPLOADERS, OBJECTS = 64, 16, 32
@@ -55,6 +55,26 @@ class _Tally:
             self.bytes += size
             if problem is not None and len(self.problems) < 20:
                 self.problems.append(problem)
+
+
+def _exchange(
+    conn: http.client.HTTPConnection,
+    tally: _Tally,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[http.client.HTTPResponse, bytes] | None:
+    """One request on a kept-alive connection: the response and its body, or None
+    (counted as an error, the connection closed to start afresh) if it failed."""
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response, response.read()
+    except (OSError, http.client.HTTPException) as exc:
+        tally.add("error", problem=f"{method} {path.split('?', maxsplit=1)[0]}: {exc!r}")
+        conn.close()
+        return None
 
 
 def _path(url: str) -> str:
@@ -99,14 +119,10 @@ def test_serve_under_64_downloads_and_16_uploads_keeps_every_body_intact(tmp_pat
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
             while time.monotonic() < deadline:
                 key = rng.choice(keys)
-                try:
-                    conn.request("GET", get_urls[key])
-                    response = conn.getresponse()
-                    body = response.read()
-                except (OSError, http.client.HTTPException) as exc:
-                    tally.add("error", problem=f"GET {key}: {exc!r}")
-                    conn.close()
+                answered = _exchange(conn, tally, "GET", get_urls[key])
+                if answered is None:
                     continue
+                response, body = answered
                 digest = hashlib.sha256(body).hexdigest()
                 if response.status != 200:
                     tally.add("error", problem=f"GET {key}: {response.status} {body[:200]!r}")
@@ -129,14 +145,10 @@ def test_serve_under_64_downloads_and_16_uploads_keeps_every_body_intact(tmp_pat
                     "Content-Type": "application/octet-stream",
                     "x-amz-meta-sha256": hashlib.sha256(data).hexdigest(),
                 }
-                try:
-                    conn.request("PUT", put_urls[key], body=data, headers=headers)
-                    response = conn.getresponse()
-                    answer = response.read()
-                except (OSError, http.client.HTTPException) as exc:
-                    tally.add("error", problem=f"PUT {key}: {exc!r}")
-                    conn.close()
+                answered = _exchange(conn, tally, "PUT", put_urls[key], data, headers)
+                if answered is None:
                     continue
+                response, answer = answered
                 if response.status != 200:
                     tally.add("error", problem=f"PUT {key}: {response.status} {answer[:200]!r}")
                 else:
@@ -158,12 +170,7 @@ def test_serve_under_64_downloads_and_16_uploads_keeps_every_body_intact(tmp_pat
         assert not any(thread.is_alive() for thread in threads)
         peak_kib = _status_kib(server.pid, "VmHWM")
     finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server, signal.SIGINT, 15)
         log.close()
     err = (tmp_path / "serve.log").read_bytes()
 
