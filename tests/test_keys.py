@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import visiona_storage as vs
 from visiona_storage._keys import key_problem, prefix_can_match
@@ -29,6 +31,61 @@ def test_limits_are_counted_in_utf8_bytes() -> None:
     assert key_problem("模" * 67) is not None  # 201 bytes in one segment
     assert key_problem("x" * 200) is None
     assert key_problem("x" * 201) is not None
+
+
+def _verdict(key: str) -> bool:
+    try:
+        vs.check_key(key)
+    except vs.InvalidKeyError:
+        return False
+    return True
+
+
+EDGE_KEYS = [
+    ".",
+    "..",
+    "...",
+    "./a",
+    "../a",
+    "a/.",
+    "a/..",
+    "a/./b",
+    "a/../b",
+    ".a",
+    "..a",
+    "a..",
+    "a/.b/..c",
+    "a/",
+    "/a",
+    "a//b",
+    "-",
+    "_",
+    "a.meta.json",
+    "a.meta.json/b",
+    "a.vs-tmp",
+    ".visiona-storage",
+    ".visiona-storage/k",
+    "a/.visiona-storagex",
+    "x.meta.jsonx",
+    "a\n",
+    "a\nb",
+    "a b",
+    "x" * 200,
+    "x" * 201,
+    "/".join(["x" * 200] * 5) + "/" + "y" * 19,
+    "/".join(["x" * 200] * 5) + "/" + "y" * 20,
+]
+
+
+@pytest.mark.parametrize("key", EDGE_KEYS, ids=lambda k: repr(k)[:30])
+def test_the_fast_check_of_plain_keys_agrees_with_the_rules(key: str) -> None:
+    assert _verdict(key) == (key_problem(key) is None)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet="a./-_\n", max_size=40) | st.text(alphabet="ab./", min_size=190, max_size=1100))
+def test_check_key_agrees_with_the_rules_on_generated_plain_keys(key: str) -> None:
+    assert _verdict(key) == (key_problem(key) is None)
 
 
 @pytest.mark.parametrize(

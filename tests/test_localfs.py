@@ -3,8 +3,10 @@ leftovers and hand-placed files."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -187,7 +189,18 @@ def test_a_file_edited_by_hand_gets_its_true_etag(store: vs.LocalFSStore, root: 
     assert info.metadata == {}
 
 
-@pytest.mark.parametrize("damage", [b"", b"{not json", b'{"format": 99, "versions": []}', b"[]"])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        b"",
+        b"{not json",
+        b'{"format": 99, "versions": []}',
+        b"[]",
+        b'{"format":1,"versions":{}}',
+        b'{"format":1,"versions":[1, "x", null]}',
+        b'{"format":1,"versions":[{}]}',
+    ],
+)
 def test_a_damaged_sidecar_is_a_storage_error_for_that_key_only(
     store: vs.LocalFSStore, root: Path, damage: bytes
 ) -> None:
@@ -203,6 +216,57 @@ def test_a_damaged_sidecar_is_a_storage_error_for_that_key_only(
     assert [i.key for i in store.list()] == ["good/b"]
     store.put("good/a", b"repaired")
     assert store.stat("good/a").etag == hashlib.sha256(b"repaired").hexdigest()
+
+
+# Keys and values that spell what the sidecar's own fields look like.
+TRICKY_METADATA = {
+    "etag": "not the etag",
+    "ino": '"ino":1,"size":2,"mtime_ns":3}',
+    "x": '{"etag":"x"},{"etag":"y","ino":1,"size":2,"mtime_ns":3}',
+    "content-type": "}]}",
+    "note": '\u00e9\u6a21"\\',
+}
+
+
+@pytest.mark.parametrize("versions", [1, 2, 3])
+def test_metadata_that_looks_like_sidecar_text_reads_back_exactly(
+    store: vs.LocalFSStore, versions: int
+) -> None:
+    for n in range(versions):
+        put = store.put("t/k", b"v%d" % n, metadata=TRICKY_METADATA, content_type='text/x-y; a="{"')
+    assert store.stat("t/k") == put
+    with store.get("t/k") as reader:
+        assert reader.info == put
+        assert reader.read() == b"v%d" % (versions - 1)
+    assert [(i.key, i.etag, i.metadata) for i in store.list("t/")] == [("t/k", put.etag, TRICKY_METADATA)]
+
+
+def test_a_sidecar_laid_out_differently_is_still_read(store: vs.LocalFSStore, root: Path) -> None:
+    store.put("k", b"old", metadata={"a": "1"})
+    put = store.put("k", b"new", metadata={"a": "2"})
+    path = root / "k.meta.json"
+    doc = json.loads(path.read_bytes())
+    doc["versions"] = [dict(reversed(list(v.items()))) for v in doc["versions"]]
+    path.write_text(json.dumps(doc, indent=2))
+    assert store.stat("k") == put
+    assert next(iter(store.list())) == dataclasses.replace(put)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("etag", 5), ("content_type", None), ("metadata", {"a": 1}), ("metadata", [])]
+)
+def test_a_malformed_entry_for_the_data_in_place_is_a_storage_error(
+    store: vs.LocalFSStore, root: Path, field: str, value: object
+) -> None:
+    store.put("d/k", b"x", metadata={"a": "1"})
+    store.put("d/other", b"y")
+    path = root / "d/k.meta.json"
+    doc = json.loads(path.read_bytes())
+    doc["versions"][0][field] = value
+    path.write_bytes(json.dumps(doc, separators=(",", ":")).encode())
+    with pytest.raises(vs.StorageError, match="d/k"):
+        store.stat("d/k")
+    assert [i.key for i in store.list()] == ["d/other"]
 
 
 def test_list_skips_sidecars_temp_files_and_odd_names(store: vs.LocalFSStore, root: Path) -> None:

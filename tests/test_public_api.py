@@ -6,8 +6,12 @@ import dataclasses
 import errno
 import pickle
 from datetime import UTC, datetime
+from typing import Any
+
+import pytest
 
 import visiona_storage as vs
+from visiona_storage._models import object_info
 
 
 def test_all_is_pinned_and_sorted() -> None:
@@ -82,3 +86,23 @@ def test_object_info_is_frozen_and_keyword_only() -> None:
         pass
     else:
         raise AssertionError("ObjectInfo must be frozen")
+
+
+def test_the_fast_object_info_builder_makes_the_same_frozen_record() -> None:
+    fields: dict[str, Any] = {
+        "key": "k",
+        "size": 1,
+        "content_type": "x/y",
+        "last_modified": datetime.now(UTC),
+        "etag": "e",
+        "metadata": {"a": "b"},
+    }
+    built = object_info(**fields)
+    made = vs.ObjectInfo(**fields)
+    assert built == made
+    assert hash(repr(built)) == hash(repr(made))
+    assert dataclasses.asdict(built) == dataclasses.asdict(made)
+    assert pickle.loads(pickle.dumps(built)) == made
+    assert dataclasses.replace(built, size=2).size == 2
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.size = 2  # type: ignore[misc]

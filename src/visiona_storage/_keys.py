@@ -30,6 +30,12 @@ RESERVED_SUFFIXES = (SIDECAR_SUFFIX, TEMP_SUFFIX)
 # C0 controls, DEL and C1 controls.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
+# The common key: ASCII letters, digits, ``_``, ``-`` and ``.`` in segments of 1
+# to 200 characters, none of them ``.`` or ``..``. One regex proves such a key
+# valid (once it is short enough and names nothing reserved); any other key
+# takes the full rule set.
+_PLAIN_KEY = re.compile(r"(?:(?!\.\.?/)[\w.\-]{1,200}/)*(?!\.\.?\Z)[\w.\-]{1,200}", re.ASCII)
+
 
 def check_key(key: object) -> str:
     """Return `key` unchanged if it obeys the key rules.
@@ -38,6 +44,8 @@ def check_key(key: object) -> str:
     """
     if not isinstance(key, str):
         raise InvalidKeyError(f"key must be a str, not {type(key).__name__}", None)
+    if len(key) <= MAX_KEY_BYTES and _PLAIN_KEY.fullmatch(key) and not _names_reserved(key):
+        return key
     problem = _remembered_key_problem(key)
     if problem is not None:
         raise InvalidKeyError(f"invalid key {key!r}: {problem}", key)
@@ -65,6 +73,11 @@ def key_problem(key: str) -> str | None:
         if problem is not None:
             return problem
     return None
+
+
+def _names_reserved(key: str) -> bool:
+    """Whether `key` might name something the local layout reserves (may say yes wrongly)."""
+    return SIDECAR_SUFFIX in key or TEMP_SUFFIX in key or INTERNAL_DIR in key
 
 
 _remembered_key_problem = functools.lru_cache(maxsize=4096)(key_problem)

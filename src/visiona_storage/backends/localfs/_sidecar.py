@@ -11,17 +11,18 @@ opened, so data and metadata can never disagree.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 FORMAT = 1
 
+_DECODER = json.JSONDecoder()
 
-@dataclass(frozen=True)
-class FileIdentity:
+
+class FileIdentity(NamedTuple):
     """Which data file a version describes."""
 
     ino: int
@@ -33,18 +34,21 @@ class FileIdentity:
         return cls(st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-@dataclass(frozen=True)
-class Version:
+class Version(NamedTuple):
     """One object version: its data file, and what the store says about it."""
 
     file: FileIdentity
     etag: str
     content_type: str
-    metadata: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, str]
 
 
 class CorruptSidecarError(ValueError):
     """The sidecar is not a sidecar this package wrote (truncated, edited, not JSON)."""
+
+
+Entries = list[dict[str, Any]]
+"""A sidecar's versions as parsed, newest first, not yet checked one by one."""
 
 
 def encode(versions: Sequence[Version]) -> bytes:
@@ -66,36 +70,102 @@ def encode(versions: Sequence[Version]) -> bytes:
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def decode(raw: bytes) -> tuple[Version, ...]:
-    """Parse a sidecar; raise `CorruptSidecarError` if it is not one."""
+def find(raw: bytes, st: os.stat_result) -> Version | None:
+    """The version in the sidecar `raw` that describes the data file whose ``stat``
+    is `st`, if any. Raises `CorruptSidecarError` if `raw` is not a sidecar.
+
+    Readers call this on every stat and for every listed key, so it first looks
+    for the entry the way `encode` writes it (see `_find_written`), and parses
+    just that entry; a sidecar written any other way is parsed whole.
+    """
+    found = _find_written(raw, st)
+    return found if found is not None else match(parse(raw), st)
+
+
+def _find_written(raw: bytes, st: os.stat_result) -> Version | None:
+    """`find` for a sidecar exactly as `encode` writes it, or None (then parse it whole).
+
+    An entry ends with its file identity, ``"ino":N,"size":N,"mtime_ns":N}``,
+    and starts with ``{"etag":``. Outside strings that text marks nothing
+    else, and inside a JSON string it cannot occur (its quotes would be
+    escaped), except ``{"etag":`` opening a metadata map with an ``etag`` key:
+    then the object parsed from there ends before the identity, and this
+    returns None.
+    """
+    identity = (st.st_ino, st.st_size, st.st_mtime_ns)
+    tail = b'"ino":%d,"size":%d,"mtime_ns":%d}' % identity
+    end = raw.find(tail)
+    if end < 0 or not raw.startswith(_WRITTEN_HEAD):
+        return None
+    start = raw.rfind(_ENTRY_HEAD, 0, end)
+    if start < 0:
+        return None
     try:
-        doc = json.loads(raw.decode("utf-8"))
+        text = raw[start : end + len(tail)].decode("utf-8")
+        item, stop = _DECODER.raw_decode(text)
+    except ValueError:
+        return None
+    if stop != len(text):
+        return None
+    return _version(item, identity)
+
+
+_WRITTEN_HEAD = b'{"format":%d,"versions":[' % FORMAT
+_ENTRY_HEAD = b'{"etag":'
+
+
+def parse(raw: bytes) -> Entries:
+    """A sidecar's version entries; raise `CorruptSidecarError` if it is not a sidecar.
+
+    Only the entry a reader `match`es is then checked in full: a stat or a listing
+    builds one `Version`, not one per entry.
+    """
+    try:
+        text = raw.decode("utf-8")
+        doc, end = _DECODER.raw_decode(text)
+        if end != len(text):
+            raise CorruptSidecarError("data after the end of the sidecar")
         if doc["format"] != FORMAT:
             raise CorruptSidecarError(f"unknown sidecar format {doc['format']!r}")
-        return tuple(_version(item) for item in doc["versions"])
+        entries = doc["versions"]
+        if type(entries) is not list:
+            raise CorruptSidecarError("versions is not a list")
+        return entries
     except CorruptSidecarError:
         raise
     except (ValueError, KeyError, TypeError) as exc:
         raise CorruptSidecarError(str(exc)) from None
 
 
-def _version(item: dict[str, Any]) -> Version:
-    metadata = item["metadata"]
-    if not isinstance(metadata, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
-    ):
-        raise CorruptSidecarError("metadata is not a str to str mapping")
-    identity = FileIdentity(int(item["ino"]), int(item["size"]), int(item["mtime_ns"]))
-    etag, content_type = item["etag"], item["content_type"]
-    if not isinstance(etag, str) or not isinstance(content_type, str):
-        raise CorruptSidecarError("etag and content_type must be strings")
-    return Version(identity, etag, content_type, metadata)
+def match(entries: Entries, st: os.stat_result) -> Version | None:
+    """The version describing the data file whose ``stat`` is `st`, if any.
 
-
-def match(versions: Sequence[Version], st: os.stat_result) -> Version | None:
-    """The version describing the data file whose ``stat`` is `st`, if any."""
-    identity = FileIdentity.of(st)
-    for version in versions:
-        if version.file == identity:
-            return version
+    Raises `CorruptSidecarError` if an entry is not an object with a file
+    identity, or the matching entry is malformed.
+    """
+    ino, size, mtime_ns = st.st_ino, st.st_size, st.st_mtime_ns
+    try:
+        for item in entries:
+            if item["ino"] == ino and item["size"] == size and item["mtime_ns"] == mtime_ns:
+                return _version(item, (ino, size, mtime_ns))
+    except (KeyError, TypeError) as exc:
+        raise CorruptSidecarError(f"a version is not an object with {exc}") from None
     return None
+
+
+def _version(item: dict[str, Any], identity: tuple[int, int, int]) -> Version:
+    metadata, etag, content_type = item["metadata"], item["etag"], item["content_type"]
+    if type(etag) is not str or type(content_type) is not str:
+        raise CorruptSidecarError("etag and content_type must be strings")
+    if type(metadata) is not dict:
+        raise CorruptSidecarError("metadata is not a mapping")
+    for value in metadata.values():  # JSON object keys are always strings
+        if type(value) is not str:
+            raise CorruptSidecarError("metadata is not a str to str mapping")
+    return _new_version((_new_identity(identity), etag, content_type, metadata))
+
+
+# NamedTuple's generated __new__ runs Python code per call; a reader builds one
+# Version per stat, so it goes straight to tuple.__new__.
+_new_identity = functools.partial(tuple.__new__, FileIdentity)
+_new_version = functools.partial(tuple.__new__, Version)

@@ -23,11 +23,12 @@ from ..._errors import (
     StorageFullError,
 )
 from ..._keys import INTERNAL_DIR, SIDECAR_SUFFIX, TEMP_SUFFIX, key_problem, segment_problem
-from ..._models import DEFAULT_CHUNK_SIZE, ObjectInfo, ObjectReader
+from ..._models import DEFAULT_CHUNK_SIZE, ObjectInfo, ObjectReader, object_info
 from ..._signing import URLSigner, load_or_create_keys
 from ..._store import Store
 from . import _sidecar as sidecar
 from . import _tree as tree
+from ._linux import open_beneath
 from ._tempfile import TempFile, is_stale
 from ._writing import write_body
 
@@ -70,6 +71,7 @@ class LocalFSStore(Store):
         try:
             os.makedirs(self.root, exist_ok=True)
             self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            self._root_dev = os.fstat(self._root_fd).st_dev
         except OSError as exc:
             raise StorageError(f"cannot open storage root {self.root!r}: {exc.strerror}") from exc
 
@@ -109,13 +111,13 @@ class LocalFSStore(Store):
         if_match: str | None,
         if_none_match: str | None,
     ) -> ObjectInfo:
-        folders, name = _split(key)
+        folder, name = _split(key)
         # A small body is written in an instant: its commit reuses this folder
         # descriptor. A large one may stream for minutes, so its commit walks the
         # path again (the folder may have been renamed or pruned meanwhile).
         small = 0 <= body.size < DEFAULT_CHUNK_SIZE
         with _os_errors(key, "store"):
-            dir_fd: int | None = tree.open_folder(self._root_fd, folders, create=True, key=key)
+            dir_fd: int | None = tree.open_folder(self._root_fd, folder, create=True, key=key)
             assert dir_fd is not None
             try:
                 # Fail fast before streaming; the checks that count are repeated at commit.
@@ -156,12 +158,12 @@ class LocalFSStore(Store):
         or swapped for a symlink while a body streamed must not carry the object
         off, and one removed meanwhile (pruned by a delete) is made again.
         """
-        folders, name = _split(key)
+        folder, name = _split(key)
         for _ in range(_MAX_READ_ATTEMPTS):
             if opened is not None:
                 dir_fd, opened = opened, None
             else:
-                walked = tree.open_folder(self._root_fd, folders, create=True, key=key)
+                walked = tree.open_folder(self._root_fd, folder, create=True, key=key)
                 assert walked is not None
                 dir_fd = walked
             try:
@@ -241,9 +243,9 @@ class LocalFSStore(Store):
     # get, stat
 
     def _get(self, key: str, start: int, end: int | None) -> ObjectReader:
-        folders, name = _split(key)
+        folder, name = _split(key)
         with _os_errors(key, "read"):
-            dir_fd = self._folder(folders, key)
+            dir_fd = self._folder(folder, key)
             try:
                 fd, version, st = self._open(dir_fd, name, key)
             finally:
@@ -252,17 +254,51 @@ class LocalFSStore(Store):
             return _FileReader(_info(key, version, st), fd, min(start, stop), stop)
 
     def _stat(self, key: str) -> ObjectInfo:
-        folders, name = _split(key)
+        found = self._stat_fast(key)
+        if found is not None:
+            return found
+        folder, name = _split(key)
         with _os_errors(key, "stat"):
-            dir_fd = self._folder(folders, key)
+            dir_fd = self._folder(folder, key)
             try:
                 version, st = self._version(dir_fd, name, key)
             finally:
                 os.close(dir_fd)
         return _info(key, version, st)
 
-    def _folder(self, folders: list[str], key: str) -> int:
-        dir_fd = tree.open_folder(self._root_fd, folders, create=False, key=key)
+    def _stat_fast(self, key: str) -> ObjectInfo | None:
+        """The common stat in four system calls, or None: then `_stat` takes the careful path.
+
+        The sidecar is opened with `open_beneath` (no symlink, nowhere outside the
+        root). The data file is ``lstat``ed by path, which the kernel resolves
+        through any symlinked folder, so its answer counts only if it is the very
+        inode (device, inode number, size and mtime) that sidecar names; anything
+        else (no sidecar, a foreign file, a symlink, a change in between, an
+        unreadable sidecar) goes the careful way, which also raises the right error.
+        """
+        try:
+            st = os.stat(key, dir_fd=self._root_fd, follow_symlinks=False)
+        except OSError:
+            return None
+        fd = open_beneath(self._root_fd, key + SIDECAR_SUFFIX, tree.FILE_FLAGS)
+        if fd is None:
+            return None
+        try:
+            raw = os.read(fd, _SIDECAR_READ)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        if st.st_dev != self._root_dev or len(raw) == _SIDECAR_READ:
+            return None
+        try:
+            version = sidecar.find(raw, st)
+        except sidecar.CorruptSidecarError:
+            return None
+        return None if version is None else _info(key, version, st)
+
+    def _folder(self, folder: str, key: str) -> int:
+        dir_fd = tree.open_folder(self._root_fd, folder, create=False, key=key)
         if dir_fd is None:
             raise NotFoundError(f"no object at key {key!r}", key)
         return dir_fd
@@ -277,10 +313,10 @@ class LocalFSStore(Store):
                 st = os.fstat(fd)
                 if not stat.S_ISREG(st.st_mode):
                     raise NotFoundError(f"no object at key {key!r}", key)
-                versions, side_id = self._read_sidecar(dir_fd, name, key)
-                version = sidecar.match(versions, st) if versions is not None else None
-                state = (sidecar.FileIdentity.of(st), side_id)
-                if version is None and (versions is None or seen == state):
+                raw = self._read_sidecar(dir_fd, name, key)
+                version = sidecar.find(raw, st) if raw is not None else None
+                state = (st.st_ino, st.st_size, st.st_mtime_ns, raw)
+                if version is None and (raw is None or seen == state):
                     version = _adopt(fd, st, key)  # stable, yet no version of ours: foreign
                 if version is not None:
                     return fd, version, st
@@ -300,12 +336,12 @@ class LocalFSStore(Store):
                 raise NotFoundError(f"no object at key {key!r}", key)
             if stat.S_ISLNK(st.st_mode):
                 raise tree.symlink_error(key, key)
-            versions, side_id = self._read_sidecar(dir_fd, name, key)
-            version = sidecar.match(versions, st) if versions is not None else None
+            raw = self._read_sidecar(dir_fd, name, key)
+            version = sidecar.find(raw, st) if raw is not None else None
             if version is not None:
                 return version, st
-            state = (sidecar.FileIdentity.of(st), side_id)
-            if versions is None or seen == state:
+            state = (st.st_ino, st.st_size, st.st_mtime_ns, raw)
+            if raw is None or seen == state:
                 fd, version, st = self._open(dir_fd, name, key)
                 os.close(fd)
                 return version, st
@@ -322,14 +358,12 @@ class LocalFSStore(Store):
                 raise tree.symlink_error(key, key) from None
             raise
 
-    def _read_sidecar(
-        self, dir_fd: int, name: str, key: str
-    ) -> tuple[tuple[sidecar.Version, ...] | None, bytes | None]:
-        """The versions in the sidecar and its raw bytes; (None, None) if absent."""
+    def _read_sidecar(self, dir_fd: int, name: str, key: str) -> bytes | None:
+        """The bytes of the sidecar; None if there is none."""
         try:
             fd = os.open(name + SIDECAR_SUFFIX, tree.FILE_FLAGS, dir_fd=dir_fd)
         except FileNotFoundError:
-            return None, None
+            return None
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise tree.symlink_error(key, key + SIDECAR_SUFFIX) from None
@@ -340,14 +374,14 @@ class LocalFSStore(Store):
                 raw += os.read(fd, os.fstat(fd).st_size + 1)
         finally:
             os.close(fd)
-        return sidecar.decode(raw), raw
+        return raw
 
     # delete
 
     def _delete(self, key: str) -> None:
-        folders, name = _split(key)
+        folder, name = _split(key)
         with _os_errors(key, "delete"):
-            dir_fd = tree.open_folder(self._root_fd, folders, create=False, key=key)
+            dir_fd = tree.open_folder(self._root_fd, folder, create=False, key=key)
             if dir_fd is None:
                 return
             try:
@@ -364,20 +398,20 @@ class LocalFSStore(Store):
                 return
             finally:
                 os.close(dir_fd)
-            tree.prune_empty_folders(self._root_fd, folders, key)
+            tree.prune_empty_folders(self._root_fd, folder, key)
 
     # list
 
     def _list(self, prefix: str) -> Iterator[ObjectInfo]:
-        folders, start = _split(prefix)
+        folder, start = _split(prefix)
         with _os_errors(prefix, "list"):
             try:
-                dir_fd = tree.open_folder(self._root_fd, folders, create=False, key=prefix)
+                dir_fd = tree.open_folder(self._root_fd, folder, create=False, key=prefix)
             except StorageError:
                 return
             if dir_fd is None:
                 return
-            yield from self._walk(dir_fd, "".join(f + "/" for f in folders), start)
+            yield from self._walk(dir_fd, folder + "/" if folder else "", start)
 
     def _walk(self, top_fd: int, top_prefix: str, start: str) -> Iterator[ObjectInfo]:
         """Yield the objects under the open folder `top_fd` in S3 order; closes `top_fd`."""
@@ -431,26 +465,24 @@ class LocalFSStore(Store):
         self._check_open()
         removed = 0
         with _os_errors(None, "clean up"):
-            pending: list[list[str]] = [[]]
+            pending = [""]
             while pending:
-                folders = pending.pop()
-                dir_fd = tree.open_folder(self._root_fd, folders, create=False, key="/".join(folders))
+                folder = pending.pop()
+                dir_fd = tree.open_folder(self._root_fd, folder, create=False, key=folder)
                 if dir_fd is None:
                     continue
                 try:
-                    removed += self._cleanup_folder(dir_fd, folders, min_age_seconds, pending)
+                    removed += self._cleanup_folder(dir_fd, folder, min_age_seconds, pending)
                 finally:
                     os.close(dir_fd)
         return removed
 
-    def _cleanup_folder(
-        self, dir_fd: int, folders: list[str], min_age_seconds: float, pending: list[list[str]]
-    ) -> int:
+    def _cleanup_folder(self, dir_fd: int, folder: str, min_age_seconds: float, pending: list[str]) -> int:
         removed = 0
         now = time.time()
         with os.scandir(dir_fd) as scan:
             entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in scan]
-        pending.extend([*folders, name] for name, is_dir in entries if is_dir)
+        pending.extend(f"{folder}/{name}" if folder else name for name, is_dir in entries if is_dir)
         try:
             with tree.folder_lock(dir_fd):
                 for name, is_dir in entries:
@@ -497,10 +529,10 @@ class _FileReader(ObjectReader):
         return self._fd
 
 
-def _split(key: str) -> tuple[list[str], str]:
-    """``"a/b/c"`` -> (``["a", "b"]``, ``"c"``)."""
-    *folders, name = key.split("/")
-    return folders, name
+def _split(key: str) -> tuple[str, str]:
+    """``"a/b/c"`` -> (``"a/b"``, ``"c"``); ``"c"`` -> (``""``, ``"c"``)."""
+    folder, _, name = key.rpartition("/")
+    return folder, name
 
 
 def _sorted_entries(dir_fd: int, prefix: str, start: str) -> list[tuple[str, bool]]:
@@ -542,7 +574,7 @@ def _adopt(fd: int, st: os.stat_result, key: str) -> sidecar.Version:
 
 
 def _info(key: str, version: sidecar.Version, st: os.stat_result) -> ObjectInfo:
-    return ObjectInfo(
+    return object_info(
         key=key,
         size=st.st_size,
         content_type=version.content_type,

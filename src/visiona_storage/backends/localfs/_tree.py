@@ -14,7 +14,7 @@ import errno
 import fcntl
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ..._errors import KeyConflictError, StorageError
@@ -34,8 +34,9 @@ def symlink_error(key: str | None, where: str) -> StorageError:
     return StorageError(f"{where!r} is a symlink under the storage root; it is never followed", key)
 
 
-def open_folder(root_fd: int, parts: Sequence[str], *, create: bool, key: str) -> int | None:
-    """Open the folder ``root/parts...`` and return its descriptor (the caller closes it).
+def open_folder(root_fd: int, folder: str, *, create: bool, key: str) -> int | None:
+    """Open the folder ``root/folder`` (``"a/b"``; ``""`` is the root itself) and
+    return its descriptor (the caller closes it).
 
     Returns ``None`` if it does not exist and `create` is false. With `create`,
     missing folders are made. Raises `KeyConflictError` when a segment is an
@@ -43,17 +44,18 @@ def open_folder(root_fd: int, parts: Sequence[str], *, create: bool, key: str) -
     """
     for _ in range(_MAX_RETRIES):
         try:
-            return _walk(root_fd, parts, create=create, key=key)
+            return _walk(root_fd, folder, create=create, key=key)
         except FolderVanishedError:
             continue
     raise StorageError(f"folders of {key!r} keep disappearing while being created", key)
 
 
-def _walk(root_fd: int, parts: Sequence[str], *, create: bool, key: str) -> int | None:
-    if parts:
-        fast = open_beneath(root_fd, "/".join(parts), DIR_FLAGS)
+def _walk(root_fd: int, folder: str, *, create: bool, key: str) -> int | None:
+    if folder:
+        fast = open_beneath(root_fd, folder, DIR_FLAGS)
         if fast is not None:
             return fast
+    parts = folder.split("/") if folder else []
     fd = os.open(".", DIR_FLAGS, dir_fd=root_fd)
     try:
         for depth, name in enumerate(parts):
@@ -151,15 +153,16 @@ def fsync_folder(dir_fd: int) -> None:
             raise
 
 
-def prune_empty_folders(root_fd: int, parts: Sequence[str], key: str) -> None:
-    """Remove the folders ``root/parts...`` that are empty, deepest first.
+def prune_empty_folders(root_fd: int, folder: str, key: str) -> None:
+    """Remove the folders along ``root/folder`` that are empty, deepest first.
 
     Each removal holds the folder's lock, so a writer that is about to publish
     into it either finishes first (the folder is no longer empty) or sees the
     folder gone and makes it again.
     """
+    parts = folder.split("/") if folder else []
     for depth in range(len(parts), 0, -1):
-        parent = open_folder(root_fd, parts[: depth - 1], create=False, key=key)
+        parent = open_folder(root_fd, "/".join(parts[: depth - 1]), create=False, key=key)
         if parent is None:
             return
         try:
