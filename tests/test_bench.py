@@ -38,7 +38,7 @@ def test_the_harness_runs_and_writes_every_figure(tmp_path: Path) -> None:
     ).stdout
     results = json.loads((tmp_path / "results.json").read_text())
     names = [f["name"] for f in results["figures"]]
-    assert len(names) == 10
+    assert len(names) == 12
     assert "| figure | ours | baseline |" in out
     for figure in results["figures"]:
         assert figure["ours"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Iterator
 from typing import IO, TypeAlias
 
@@ -28,6 +29,8 @@ class Body:
         self._bytes: memoryview | None = None
         self._file: IO[bytes] | None = None
         self._iterable: Iterable[BytesLike] | None = None
+        self._filled = 0  # bytes `read_into` has read so far
+        self._can_readinto = True
         if isinstance(data, (bytes, bytearray, memoryview)):
             view = memoryview(data).cast("B")
             if size not in (-1, len(view)):
@@ -53,6 +56,48 @@ class Body:
         """True for bytes and file objects, which a helper thread may read; an
         iterable may be a generator tied to the caller's thread."""
         return self._iterable is None
+
+    @property
+    def is_file(self) -> bool:
+        """True for a file object: then `read_into` may be used instead of iterating."""
+        return self._file is not None
+
+    def read_into(self, buffer: memoryview) -> int:
+        """Read the next bytes of a file body into `buffer`; return how many (0 at the end).
+
+        Uses the file's ``readinto`` where it has one, else ``read`` and a copy.
+        Raises `SizeMismatchError` as iterating does, and `InvalidArgumentError`
+        for a file that does not return bytes.
+        """
+        file = self._file
+        assert file is not None, "read_into is for file bodies"
+        want = len(buffer) if self.size < 0 else min(len(buffer), self.size - self._filled)
+        got = self._fill(file, buffer[:want]) if want else 0
+        if got == 0 and self.size >= 0:
+            if self._filled < self.size:
+                raise self._mismatch(self.size, self._filled)
+            if file.read(1):
+                raise self._mismatch(self.size, f"more than {self.size}")
+        self._filled += got
+        return got
+
+    def _fill(self, file: IO[bytes], view: memoryview) -> int:
+        if self._can_readinto:
+            try:
+                got = file.readinto(view)  # type: ignore[attr-defined]
+            except (AttributeError, NotImplementedError, io.UnsupportedOperation):
+                self._can_readinto = False  # io.RawIOBase's default, or no readinto at all
+            else:
+                if not isinstance(got, int) or not 0 <= got <= len(view):
+                    raise InvalidArgumentError(f"the file's readinto returned {got!r}", self.key)
+                return got
+        chunk = self._check_chunk(file.read(len(view)))
+        if len(chunk) > len(view):
+            raise InvalidArgumentError(
+                f"the file's read returned more than the {len(view)} bytes asked", self.key
+            )
+        view[: len(chunk)] = chunk
+        return len(chunk)
 
     def __iter__(self) -> Iterator[BytesLike]:
         if self._bytes is not None:

@@ -85,15 +85,15 @@ def find(raw: bytes, st: os.stat_result) -> Version | None:
 def _find_written(raw: bytes, st: os.stat_result) -> Version | None:
     """`find` for a sidecar exactly as `encode` writes it, or None (then parse it whole).
 
-    An entry ends with its file identity, ``"ino":N,"size":N,"mtime_ns":N}``,
-    and starts with ``{"etag":``. Outside strings that text marks nothing
+    An entry ends with its file identity, ``..."mtime_ns":N}``, and starts
+    with ``{"etag":``. Outside strings that text marks nothing
     else, and inside a JSON string it cannot occur (its quotes would be
     escaped), except ``{"etag":`` opening a metadata map with an ``etag`` key:
     then the object parsed from there ends before the identity, and this
     returns None.
     """
     identity = (st.st_ino, st.st_size, st.st_mtime_ns)
-    tail = b'"ino":%d,"size":%d,"mtime_ns":%d}' % identity
+    tail = b'"mtime_ns":%d}' % st.st_mtime_ns
     end = raw.find(tail)
     if end < 0 or not raw.startswith(_WRITTEN_HEAD):
         return None
@@ -105,7 +105,7 @@ def _find_written(raw: bytes, st: os.stat_result) -> Version | None:
         item, stop = _DECODER.raw_decode(text)
     except ValueError:
         return None
-    if stop != len(text):
+    if stop != len(text) or (item.get("ino"), item.get("size")) != identity[:2]:
         return None
     return _version(item, identity)
 

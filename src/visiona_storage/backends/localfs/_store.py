@@ -578,9 +578,9 @@ def _info(key: str, version: sidecar.Version, st: os.stat_result) -> ObjectInfo:
         key=key,
         size=st.st_size,
         content_type=version.content_type,
-        last_modified=_EPOCH + timedelta(microseconds=st.st_mtime_ns // 1000),
+        last_modified=_EPOCH + timedelta(0, 0, st.st_mtime_ns // 1000),  # days, seconds, microseconds
         etag=version.etag,
-        metadata=dict(version.metadata),
+        metadata=version.metadata,  # each Version's own dict: parsed for this read, or the put's copy
     )
 
 

@@ -15,17 +15,31 @@ from ..._body import Body, BytesLike
 from ..._models import DEFAULT_CHUNK_SIZE
 from ._tempfile import TempFile
 
+FILE_PIECE = 4 << 20
+"""A file body is read in pieces of 4 MiB into reused buffers: larger system calls
+and no allocation per piece (1 MiB pieces in fresh bytes objects ran at 0.88 of
+SHA-256 alone, these at 0.99)."""
+FILE_BUFFERS = 2
+"""Two are enough while hashing is the slower side: the helper reads and writes one
+while the other is hashed. 8 MiB per put, whatever its size."""
+
 
 def write_body(temp: TempFile, body: Body, *, fsync: bool) -> str:
     """Write the body to `temp` (and fsync it if asked); return its hex SHA-256.
 
     Large bodies run in two threads, both of which release the GIL: the hash on
     this one, reading and writing on a helper, so a put costs about the slower
-    of the two rather than their sum. At most four chunks are alive at a time.
-    A generator is read on this thread (it may be tied to it); then the helper
-    only writes. Raises whatever reading or writing raised.
+    of the two rather than their sum. A file body goes through `FILE_BUFFERS`
+    reused buffers of `FILE_PIECE` bytes; other bodies hold at most four chunks at a
+    time. A generator is read on this thread (it may be tied to it); then the
+    helper only writes. Raises whatever reading or writing raised.
     """
     digest = hashlib.sha256()
+    if body.is_file:
+        _write_file_body(body, temp, digest)
+        if fsync:
+            temp.sync()
+        return digest.hexdigest()
     chunks = iter(body)
     for chunk in chunks:
         if len(chunk) < DEFAULT_CHUNK_SIZE:
@@ -57,6 +71,68 @@ def _hash_and_read_while_helper_writes(chunks: Iterator[BytesLike], temp: TempFi
 
 
 _DONE = object()
+
+
+def _write_file_body(body: Body, temp: TempFile, digest: Any) -> None:
+    """Fill a first buffer here; a body that fits is hashed and written here too.
+
+    Otherwise a helper thread fills each buffer, hands it here, and writes it
+    while this thread hashes it. This thread frees a buffer once hashed; the
+    helper takes a free one only after its last write is done. So a buffer is
+    never refilled while it is still being hashed or written.
+    """
+    size = FILE_PIECE if body.size < 0 else max(1, min(FILE_PIECE, body.size))
+    first = memoryview(bytearray(size))
+    filled = _fill(body, first)
+    if filled < size or body.size == size:
+        digest.update(first[:filled])
+        temp.write(first[:filled])
+        if filled == size:  # a body of exactly `size` bytes: still check there is no more
+            _fill(body, first[:1])
+        return
+    free: queue.Queue[memoryview | None] = queue.Queue()
+    for _ in range(FILE_BUFFERS - 1):
+        free.put(memoryview(bytearray(FILE_PIECE)))
+    handed: queue.Queue[tuple[memoryview, memoryview] | BaseException | None] = queue.Queue()
+
+    def fill_and_write() -> None:
+        try:
+            buffer, view = first, first
+            while True:
+                handed.put((buffer, view))
+                temp.write(view)
+                next_buffer = free.get()
+                if next_buffer is None:  # the hashing thread stopped
+                    return
+                buffer = next_buffer
+                got = _fill(body, buffer)
+                if got == 0:
+                    break
+                view = buffer[:got]
+            handed.put(None)
+        except BaseException as exc:  # handed to the hashing thread, which raises it
+            handed.put(exc)
+
+    helper = threading.Thread(target=fill_and_write, name="vs-read-write", daemon=True)
+    helper.start()
+    try:
+        while (item := handed.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            buffer, view = item
+            digest.update(view)
+            free.put(buffer)
+    finally:
+        free.put(None)
+        helper.join()
+
+
+def _fill(body: Body, buffer: memoryview) -> int:
+    """Fill `buffer` from the body, or as much of it as the body has left."""
+    filled = 0
+    while filled < len(buffer) and (got := body.read_into(buffer[filled:])):
+        filled += got
+    return filled
 
 
 def _hash_while_helper_reads_and_writes(chunks: Iterator[BytesLike], temp: TempFile, digest: Any) -> None:
