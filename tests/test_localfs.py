@@ -489,3 +489,89 @@ def test_large_bodies_of_every_kind_get_the_right_etag(store: vs.LocalFSStore, k
     assert info.etag == hashlib.sha256(data).hexdigest()
     with store.get("big/k") as r:
         assert r.read() == data
+
+
+class _ReadOnlyRaw(io.RawIOBase):
+    """A file with only ``read``: io.RawIOBase's own ``readinto`` raises NotImplementedError."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__()
+        self.data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self.data.read(min(size, 70_000) if size and size > 0 else size)  # short reads
+
+
+class _ReadOnly:
+    """A file-like object with ``read`` and nothing else."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = io.BytesIO(data)
+
+    def read(self, size: int = -1) -> bytes:
+        return self.data.read(size)
+
+
+PIECE = 4 * MiB  # visiona_storage.backends.localfs._writing.FILE_PIECE
+
+
+@pytest.mark.parametrize(
+    "length", [0, 1, MiB, PIECE - 1, PIECE, PIECE + 1, 2 * PIECE, 3 * PIECE + 5], ids=lambda n: f"{n}B"
+)
+@pytest.mark.parametrize("declared", [True, False], ids=["size-given", "size-unknown"])
+@pytest.mark.parametrize("kind", ["disk", "bytesio", "read-only-raw", "read-only"])
+def test_file_bodies_round_trip_at_every_piece_boundary(
+    store: vs.LocalFSStore, tmp_path: Path, length: int, declared: bool, kind: str
+) -> None:
+    data = os.urandom(length)
+    path = tmp_path / "source.bin"
+    path.write_bytes(data)
+    with open(path, "rb") as disk:
+        body: Any = {
+            "disk": disk,
+            "bytesio": io.BytesIO(data),
+            "read-only-raw": _ReadOnlyRaw(data),
+            "read-only": _ReadOnly(data),
+        }[kind]
+        info = store.put("f/k", body, size=length if declared else -1)
+    assert info.size == length
+    assert info.etag == hashlib.sha256(data).hexdigest()
+    assert store.stat("f/k") == info
+    with store.get("f/k") as r:
+        assert r.read() == data
+
+
+@pytest.mark.parametrize("length", [PIECE, 2 * PIECE])
+@pytest.mark.parametrize("declared", [-1, 1, 3], ids=["fewer", "one-more", "more"])
+def test_a_file_body_off_its_declared_size_by_any_amount_stores_nothing(
+    store: vs.LocalFSStore, root: Path, length: int, declared: int
+) -> None:
+    store.put("f/k", b"old")
+    with pytest.raises(vs.SizeMismatchError):
+        store.put("f/k", io.BytesIO(os.urandom(length)), size=length + declared)
+    with store.get("f/k") as r:
+        assert r.read() == b"old"
+    assert sorted(os.listdir(root / "f")) == ["k", "k.meta.json"]
+
+
+class _Liar(io.RawIOBase):
+    def __init__(self, answer: object) -> None:
+        super().__init__()
+        self.answer = answer
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> Any:
+        return self.answer
+
+
+@pytest.mark.parametrize("answer", [None, -1, 10 * PIECE, "x"])
+def test_a_file_whose_readinto_returns_nonsense_is_refused(store: vs.LocalFSStore, answer: object) -> None:
+    with pytest.raises(vs.InvalidArgumentError, match="readinto"):
+        store.put("f/k", _Liar(answer), size=PIECE * 2)
+    with pytest.raises(vs.NotFoundError):
+        store.stat("f/k")
