@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.client
 import json
+import os
 import socket
+import threading
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -338,3 +341,76 @@ def test_the_app_mounts_inside_another_starlette_app(tmp_path: Path, live: LiveS
         live.serve(Starlette(routes=[Mount("/api", app=create_app(store, prefix="/files"))]))
         store.put("a b/模型.bin", b"mounted")
         assert request("GET", store.presigned_get_url("a b/模型.bin"))[:3:2] == (200, b"mounted")
+
+
+# Large uploads: the event loop receives up to 8 MiB ahead while the store writes and hashes.
+
+
+def _ragged(data: bytes) -> Iterator[bytes]:
+    """`data` in pieces of 1 byte to 3 MiB, as a client might send them."""
+    sizes = [1, 1000, 65_536, 3 * MiB, 300_000, 7, 2 * MiB + 1]
+    offset = 0
+    for n in range(len(data)):
+        if offset >= len(data):
+            return
+        size = sizes[n % len(sizes)]
+        yield data[offset : offset + size]
+        offset += size
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_large_upload_arrives_whole(store: vs.LocalFSStore, tmp_path: Path, chunked: bool) -> None:
+    data = bytes(range(256)) * (40 * MiB // 256) + b"tail"
+    url = store.presigned_put_url("big/model.bin", content_type="application/octet-stream")
+    headers = {"Content-Type": "application/octet-stream"}
+    if chunked:
+        headers["Transfer-Encoding"] = "chunked"
+    status, response, _ = request("PUT", url, _ragged(data) if chunked else data, headers)
+    assert status == 200
+    info = store.stat("big/model.bin")
+    assert (info.size, info.etag) == (len(data), hashlib.sha256(data).hexdigest())
+    assert response["etag"] == f'"{info.etag}"'
+    with store.get("big/model.bin") as r:
+        assert r.read() == data
+    assert sorted(os.listdir(tmp_path / "storage" / "big")) == ["model.bin", "model.bin.meta.json"]
+
+
+def test_a_large_upload_refused_before_its_body_is_read_gets_its_answer(
+    store: vs.LocalFSStore, tmp_path: Path
+) -> None:
+    store.put("c/k", b"old")
+    url = store.presigned_put_url("c/k", content_type="application/octet-stream")
+    parts = urllib.parse.urlsplit(url)
+    size = 64 * MiB
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        head = (
+            f"PUT {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {size}\r\nIf-None-Match: *\r\n\r\n"
+        )
+        sock.sendall(head.encode())
+
+        def send_body() -> None:
+            with contextlib.suppress(OSError):  # the server may hang up once it has answered
+                for _ in range(size // MiB):
+                    sock.sendall(b"z" * MiB)
+
+        sender = threading.Thread(target=send_body, daemon=True)
+        sender.start()
+        answer = sock.recv(200)
+        sender.join(timeout=30)
+    assert answer.startswith(b"HTTP/1.1 412")
+    with store.get("c/k") as r:
+        assert r.read() == b"old"
+    assert request("GET", store.presigned_get_url("c/k"))[0] == 200
+    assert sorted(os.listdir(tmp_path / "storage" / "c")) == ["k", "k.meta.json"]
+
+
+def test_a_chunked_upload_past_a_large_signed_max_size_is_413(store: vs.LocalFSStore, tmp_path: Path) -> None:
+    store.put("m/k", b"old")
+    url = store.presigned_put_url("m/k", content_type="application/octet-stream", max_size=10 * MiB)
+    headers = {"Content-Type": "application/octet-stream", "Transfer-Encoding": "chunked"}
+    status = request("PUT", url, iter([b"x" * MiB] * 20), headers)[0]
+    assert status == 413
+    with store.get("m/k") as r:
+        assert r.read() == b"old"
+    assert sorted(os.listdir(tmp_path / "storage" / "m")) == ["k", "k.meta.json"]

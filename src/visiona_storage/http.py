@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from email.utils import format_datetime
 
 import anyio
@@ -243,8 +243,8 @@ class _Endpoint:
         if_none_match = request.headers.get("if-none-match")
         if_match = request.headers.get("if-match")
         body = RequestBody(request.stream(), anyio.lowlevel.current_token(), signed.max_size, _TooLargeError)
-        # A file, to the store: its helper thread reads the body (entering the event
-        # loop once per MiB) and writes it while the worker thread hashes.
+        # A file, to the store: this loop receives it (`RequestBody.pump`) while the
+        # store's helper thread writes what came and the worker thread hashes it.
 
         def put() -> ObjectInfo:
             return self.store.put(
@@ -257,8 +257,27 @@ class _Endpoint:
                 if_match=if_match,
             )
 
-        info = await anyio.to_thread.run_sync(put)
+        info = await _while_pumping(body, put)
         return Response(status_code=200, headers={"ETag": f'"{info.etag}"'})
+
+
+async def _while_pumping(body: RequestBody, put: Callable[[], ObjectInfo]) -> ObjectInfo:
+    """Run `put` in a worker thread while `body.pump` receives the body in this loop.
+
+    The pump stops when the put is over, whether or not it read the whole body
+    (a put refused before its body is read, say).
+    """
+    outcome: list[ObjectInfo | Exception] = []
+    async with anyio.create_task_group() as group:
+        group.start_soon(body.pump)
+        try:
+            outcome.append(await anyio.to_thread.run_sync(put))
+        except Exception as exc:  # raised below, outside the task group (no ExceptionGroup)
+            outcome.append(exc)
+        group.cancel_scope.cancel()
+    if isinstance(outcome[0], Exception):
+        raise outcome[0]
+    return outcome[0]
 
 
 async def _stream(reader: ObjectReader) -> AsyncIterator[bytes]:
