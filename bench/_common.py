@@ -123,7 +123,8 @@ def table(figures: list[Figure]) -> str:
             f"| {f.name} | {_median_range(f.ours)} | {f.baseline}: {_median_range(f.theirs)} | {f.unit} "
             f"| {ratio} | {f.goal()} | {met} |"
         )
-    return "\n".join(lines)
+    notes = [f"- {f.name}, against {f.baseline}: {f.note}" for f in figures if f.note]
+    return "\n".join(lines + ([""] + notes if notes else []))
 
 
 def machine(folder: str = ".") -> dict[str, str]:

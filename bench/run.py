@@ -61,7 +61,7 @@ def main() -> None:
     if "s3" in groups:
         print("== S3Store against boto3 and obstore on Ceph", file=sys.stderr)
         sizes = tuple(int(size) for size in options.s3_sizes.split(","))
-        figures += s3_vs_boto3.figures(max(1, min(options.runs, 3)), sizes, options.dir)
+        figures += s3_vs_boto3.figures(options.runs, sizes, options.dir)
     seconds = time.monotonic() - started
 
     about = machine(options.dir or ".")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -97,6 +98,29 @@ def test_large_bodies_go_up_in_parallel_parts(moto: S3Server, bucket: str) -> No
     assert "CompleteMultipartUpload" in calls
     assert info.size == len(data)
     with store.get("big") as reader:
+        assert reader.read() == data
+
+
+@pytest.mark.parametrize(
+    ("length", "uploads"),
+    [(0, 0), (5 * MiB - 1, 0), (5 * MiB, 1), (5 * MiB + 1, 2), (10 * MiB, 2), (11 * MiB, 3)],
+)
+@pytest.mark.parametrize("declared", [True, False], ids=["size-given", "size-unknown"])
+def test_a_file_body_is_read_straight_into_its_parts(
+    moto: S3Server, bucket: str, tmp_path: Path, length: int, uploads: int, declared: bool
+) -> None:
+    store = _store(moto, bucket, part_size=5 * MiB, concurrency=2)
+    calls: list[str] = []
+    store._client.meta.events.register("before-call.s3.*", lambda model, **_: calls.append(model.name))
+    data = os.urandom(length)
+    path = tmp_path / "source.bin"
+    path.write_bytes(data)
+    with open(path, "rb") as source:
+        info = store.put("f", source, size=length if declared else -1)
+    assert calls.count("UploadPart") == uploads
+    assert ("PutObject" in calls) == (uploads == 0)
+    assert info.size == length
+    with store.get("f") as reader:
         assert reader.read() == data
 
 

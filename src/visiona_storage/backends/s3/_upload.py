@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
+from ..._body import Body
 from ..._errors import StorageError
 
 log = logging.getLogger("visiona_storage.s3")
@@ -16,12 +17,36 @@ MAX_PARTS = 10_000
 MIN_PART_SIZE = 5 << 20
 
 
-def parts(chunks: Iterable[bytes | bytearray | memoryview], part_size: int) -> Iterator[bytearray]:
-    """Regroup `chunks` into parts of exactly `part_size` bytes (the last may be shorter).
+def parts(body: Body, part_size: int) -> Iterator[bytearray]:
+    """The body in parts of exactly `part_size` bytes (the last may be shorter).
 
     Each part is a buffer of its own that the consumer keeps (no copy is made to
-    hand it over). Yields at least one part, empty for an empty body.
+    hand it over). A file is read straight into each part (``readinto``); other
+    bodies are regrouped. Yields at least one part, empty for an empty body.
     """
+    if body.is_file:
+        return _file_parts(body, part_size)
+    return _regrouped(body, part_size)
+
+
+def _file_parts(body: Body, part_size: int) -> Iterator[bytearray]:
+    first = True
+    while True:
+        part = bytearray(part_size)
+        with memoryview(part) as view:
+            filled = 0
+            while filled < part_size and (got := body.read_into(view[filled:])):
+                filled += got
+        if filled < part_size:
+            del part[filled:]
+            if filled or first:
+                yield part
+            return
+        yield part
+        first = False
+
+
+def _regrouped(chunks: Iterable[bytes | bytearray | memoryview], part_size: int) -> Iterator[bytearray]:
     buffer = bytearray()
     yielded = False
     for chunk in chunks:
