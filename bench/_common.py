@@ -124,7 +124,7 @@ def table(figures: list[Figure]) -> str:
             f"| {ratio} | {f.goal()} | {met} |"
         )
     notes = [f"- {f.name}, against {f.baseline}: {f.note}" for f in figures if f.note]
-    return "\n".join(lines + ([""] + notes if notes else []))
+    return "\n".join(lines + (["", *notes] if notes else []))
 
 
 def machine(folder: str = ".") -> dict[str, str]:
