@@ -52,12 +52,6 @@ class Body:
         self.size = size
 
     @property
-    def readable_from_any_thread(self) -> bool:
-        """True for bytes and file objects, which a helper thread may read; an
-        iterable may be a generator tied to the caller's thread."""
-        return self._iterable is None
-
-    @property
     def is_file(self) -> bool:
         """True for a file object: then `read_into` may be used instead of iterating."""
         return self._file is not None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import itertools
 import queue
@@ -27,12 +26,12 @@ while the other is hashed. 8 MiB per put, whatever its size."""
 def write_body(temp: TempFile, body: Body, *, fsync: bool) -> str:
     """Write the body to `temp` (and fsync it if asked); return its hex SHA-256.
 
-    Large bodies run in two threads, both of which release the GIL: the hash on
-    this one, reading and writing on a helper, so a put costs about the slower
-    of the two rather than their sum. A file body goes through `FILE_BUFFERS`
-    reused buffers of `FILE_PIECE` bytes; other bodies hold at most four chunks at a
-    time. A generator is read on this thread (it may be tied to it); then the
-    helper only writes. Raises whatever reading or writing raised.
+    Large bodies run in two threads, both of which release the GIL, so a put
+    costs about the slower of the two rather than their sum. A file body is read
+    and written by a helper through `FILE_BUFFERS` reused buffers of `FILE_PIECE`
+    bytes while this thread hashes. Bytes and iterables are sliced or read on
+    this thread (a generator may be tied to it), which hashes each chunk while a
+    helper writes the one before. Raises whatever reading or writing raised.
     """
     digest = hashlib.sha256()
     if body.is_file:
@@ -46,11 +45,7 @@ def write_body(temp: TempFile, body: Body, *, fsync: bool) -> str:
             digest.update(chunk)
             temp.write(chunk)
             continue
-        rest = itertools.chain([chunk], chunks)
-        if body.readable_from_any_thread:
-            _hash_while_helper_reads_and_writes(rest, temp, digest)
-        else:
-            _hash_and_read_while_helper_writes(rest, temp, digest)
+        _hash_and_read_while_helper_writes(itertools.chain([chunk], chunks), temp, digest)
         break
     if fsync:
         temp.sync()
@@ -68,9 +63,6 @@ def _hash_and_read_while_helper_writes(chunks: Iterator[BytesLike], temp: TempFi
             written = writer.submit(temp.write, item)
         if written is not None:
             written.result()
-
-
-_DONE = object()
 
 
 def _write_file_body(body: Body, temp: TempFile, digest: Any) -> None:
@@ -133,34 +125,3 @@ def _fill(body: Body, buffer: memoryview) -> int:
     while filled < len(buffer) and (got := body.read_into(buffer[filled:])):
         filled += got
     return filled
-
-
-def _hash_while_helper_reads_and_writes(chunks: Iterator[BytesLike], temp: TempFile, digest: Any) -> None:
-    """A helper thread reads each chunk, queues it for hashing here, then writes it."""
-    handed: queue.Queue[object] = queue.Queue(maxsize=2)
-    stop = threading.Event()
-
-    def read_and_write() -> None:
-        try:
-            for item in chunks:
-                if stop.is_set():
-                    return
-                handed.put(item)
-                temp.write(item)
-            handed.put(_DONE)
-        except BaseException as exc:  # handed to the hashing thread, which raises it
-            handed.put(exc)
-
-    helper = threading.Thread(target=read_and_write, name="vs-read-write", daemon=True)
-    helper.start()
-    try:
-        while (item := handed.get()) is not _DONE:
-            if isinstance(item, BaseException):
-                raise item
-            digest.update(item)
-    finally:
-        stop.set()
-        while helper.is_alive():  # unblock a helper waiting to hand over a chunk
-            with contextlib.suppress(queue.Empty):
-                handed.get(timeout=0.05)
-        helper.join()
