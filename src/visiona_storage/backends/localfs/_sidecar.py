@@ -74,16 +74,21 @@ def find(raw: bytes, st: os.stat_result) -> Version | None:
     """The version in the sidecar `raw` that describes the data file whose ``stat``
     is `st`, if any. Raises `CorruptSidecarError` if `raw` is not a sidecar.
 
-    Readers call this on every stat and for every listed key, so it first looks
-    for the entry the way `encode` writes it (see `_find_written`), and parses
-    just that entry; a sidecar written any other way is parsed whole.
+    Readers call this for every listed key, so it first looks for the entry the
+    way `encode` writes it (see `find_written`), and parses just that entry; a
+    sidecar written any other way is parsed whole.
     """
-    found = _find_written(raw, st)
-    return found if found is not None else match(parse(raw), st)
+    entry = find_written(raw, st)
+    if entry is None:
+        return match(parse(raw), st)
+    return _version(entry, (st.st_ino, st.st_size, st.st_mtime_ns))
 
 
-def _find_written(raw: bytes, st: os.stat_result) -> Version | None:
-    """`find` for a sidecar exactly as `encode` writes it, or None (then parse it whole).
+def find_written(raw: bytes, st: os.stat_result) -> dict[str, Any] | None:
+    """The checked entry (see `checked`) for the data file whose ``stat`` is `st`,
+    in a sidecar exactly as `encode` writes it; None if it is not found that way
+    (then `find` parses the sidecar whole). Raises `CorruptSidecarError` if that
+    entry is malformed.
 
     An entry ends with its file identity, ``..."mtime_ns":N}``, and starts
     with ``{"etag":``. Outside strings that text marks nothing
@@ -92,7 +97,6 @@ def _find_written(raw: bytes, st: os.stat_result) -> Version | None:
     then the object parsed from there ends before the identity, and this
     returns None.
     """
-    identity = (st.st_ino, st.st_size, st.st_mtime_ns)
     tail = b'"mtime_ns":%d}' % st.st_mtime_ns
     end = raw.find(tail)
     if end < 0 or not raw.startswith(_WRITTEN_HEAD):
@@ -105,9 +109,9 @@ def _find_written(raw: bytes, st: os.stat_result) -> Version | None:
         item, stop = _DECODER.raw_decode(text)
     except ValueError:
         return None
-    if stop != len(text) or (item.get("ino"), item.get("size")) != identity[:2]:
+    if stop != len(text) or item.get("ino") != st.st_ino or item.get("size") != st.st_size:
         return None
-    return _version(item, identity)
+    return checked(item)
 
 
 _WRITTEN_HEAD = b'{"format":%d,"versions":[' % FORMAT
@@ -147,14 +151,19 @@ def match(entries: Entries, st: os.stat_result) -> Version | None:
     try:
         for item in entries:
             if item["ino"] == ino and item["size"] == size and item["mtime_ns"] == mtime_ns:
-                return _version(item, (ino, size, mtime_ns))
+                return _version(checked(item), (ino, size, mtime_ns))
     except (KeyError, TypeError) as exc:
         raise CorruptSidecarError(f"a version is not an object with {exc}") from None
     return None
 
 
-def _version(item: dict[str, Any], identity: tuple[int, int, int]) -> Version:
-    metadata, etag, content_type = item["metadata"], item["etag"], item["content_type"]
+def checked(entry: dict[str, Any]) -> dict[str, Any]:
+    """`entry` if its ``etag`` and ``content_type`` are strings and its ``metadata``
+    maps strings to strings; raises `CorruptSidecarError` otherwise."""
+    try:
+        metadata, etag, content_type = entry["metadata"], entry["etag"], entry["content_type"]
+    except KeyError as exc:
+        raise CorruptSidecarError(f"a version lacks {exc}") from None
     if type(etag) is not str or type(content_type) is not str:
         raise CorruptSidecarError("etag and content_type must be strings")
     if type(metadata) is not dict:
@@ -162,7 +171,12 @@ def _version(item: dict[str, Any], identity: tuple[int, int, int]) -> Version:
     for value in metadata.values():  # JSON object keys are always strings
         if type(value) is not str:
             raise CorruptSidecarError("metadata is not a str to str mapping")
-    return _new_version((_new_identity(identity), etag, content_type, metadata))
+    return entry
+
+
+def _version(entry: dict[str, Any], identity: tuple[int, int, int]) -> Version:
+    """The `Version` of a `checked` entry."""
+    return _new_version((_new_identity(identity), entry["etag"], entry["content_type"], entry["metadata"]))
 
 
 # NamedTuple's generated __new__ runs Python code per call; a reader builds one

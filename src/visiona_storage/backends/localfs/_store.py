@@ -254,9 +254,44 @@ class LocalFSStore(Store):
             return _FileReader(_info(key, version, st), fd, min(start, stop), stop)
 
     def _stat(self, key: str) -> ObjectInfo:
-        found = self._stat_fast(key)
-        if found is not None:
-            return found
+        """The common stat in four system calls; anything unusual goes `_stat_carefully`.
+
+        The sidecar is opened with `open_beneath` (no symlink, nowhere outside the
+        root). The data file is ``lstat``ed by path, which the kernel resolves
+        through any symlinked folder, so its answer counts only if it is the very
+        inode (device, inode number, size and mtime) that sidecar names. Anything
+        else (no sidecar, a foreign file, a symlink, a change in between, an
+        unreadable sidecar) goes the careful way, which also raises the right error.
+        """
+        try:
+            st = os.stat(key, dir_fd=self._root_fd, follow_symlinks=False)
+        except OSError:
+            return self._stat_carefully(key)
+        fd = open_beneath(self._root_fd, key + SIDECAR_SUFFIX, tree.FILE_FLAGS)
+        if fd is None:
+            return self._stat_carefully(key)
+        try:
+            raw = os.read(fd, _SIDECAR_READ)
+        except OSError:
+            return self._stat_carefully(key)
+        finally:
+            os.close(fd)
+        try:
+            entry = sidecar.find_written(raw, st)
+        except sidecar.CorruptSidecarError:
+            entry = None
+        if entry is None or st.st_dev != self._root_dev or len(raw) == _SIDECAR_READ:
+            return self._stat_carefully(key)
+        return object_info(
+            key=key,
+            size=st.st_size,
+            content_type=entry["content_type"],
+            last_modified=_EPOCH + timedelta(0, 0, st.st_mtime_ns // 1000),
+            etag=entry["etag"],
+            metadata=entry["metadata"],
+        )
+
+    def _stat_carefully(self, key: str) -> ObjectInfo:
         folder, name = _split(key)
         with _os_errors(key, "stat"):
             dir_fd = self._folder(folder, key)
@@ -265,37 +300,6 @@ class LocalFSStore(Store):
             finally:
                 os.close(dir_fd)
         return _info(key, version, st)
-
-    def _stat_fast(self, key: str) -> ObjectInfo | None:
-        """The common stat in four system calls, or None: then `_stat` takes the careful path.
-
-        The sidecar is opened with `open_beneath` (no symlink, nowhere outside the
-        root). The data file is ``lstat``ed by path, which the kernel resolves
-        through any symlinked folder, so its answer counts only if it is the very
-        inode (device, inode number, size and mtime) that sidecar names; anything
-        else (no sidecar, a foreign file, a symlink, a change in between, an
-        unreadable sidecar) goes the careful way, which also raises the right error.
-        """
-        try:
-            st = os.stat(key, dir_fd=self._root_fd, follow_symlinks=False)
-        except OSError:
-            return None
-        fd = open_beneath(self._root_fd, key + SIDECAR_SUFFIX, tree.FILE_FLAGS)
-        if fd is None:
-            return None
-        try:
-            raw = os.read(fd, _SIDECAR_READ)
-        except OSError:
-            return None
-        finally:
-            os.close(fd)
-        if st.st_dev != self._root_dev or len(raw) == _SIDECAR_READ:
-            return None
-        try:
-            version = sidecar.find(raw, st)
-        except sidecar.CorruptSidecarError:
-            return None
-        return None if version is None else _info(key, version, st)
 
     def _folder(self, folder: str, key: str) -> int:
         dir_fd = tree.open_folder(self._root_fd, folder, create=False, key=key)
