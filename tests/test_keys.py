@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import visiona_storage as vs
-from visiona_storage._keys import key_problem, prefix_can_match
+from visiona_storage._keys import is_valid_key, key_problem, prefix_can_match
 from visiona_storage.testing import BAD_KEYS, ODD_KEYS
 
 
@@ -37,8 +37,11 @@ def _verdict(key: str) -> bool:
     try:
         vs.check_key(key)
     except vs.InvalidKeyError:
-        return False
-    return True
+        valid = False
+    else:
+        valid = True
+    assert is_valid_key(key) == valid
+    return valid
 
 
 EDGE_KEYS = [

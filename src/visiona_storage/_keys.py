@@ -44,7 +44,7 @@ def check_key(key: object) -> str:
     """
     if not isinstance(key, str):
         raise InvalidKeyError(f"key must be a str, not {type(key).__name__}", None)
-    if len(key) <= MAX_KEY_BYTES and _PLAIN_KEY.fullmatch(key) and not _names_reserved(key):
+    if _is_plain(key):
         return key
     problem = _remembered_key_problem(key)
     if problem is not None:
@@ -75,9 +75,18 @@ def key_problem(key: str) -> str | None:
     return None
 
 
-def _names_reserved(key: str) -> bool:
-    """Whether `key` might name something the local layout reserves (may say yes wrongly)."""
-    return SIDECAR_SUFFIX in key or TEMP_SUFFIX in key or INTERNAL_DIR in key
+def is_valid_key(key: str) -> bool:
+    """Whether the str `key` obeys the key rules (`check_key` without the error)."""
+    return _is_plain(key) or key_problem(key) is None
+
+
+def _is_plain(key: str) -> bool:
+    """True for a common key that one regex proves valid; False says nothing."""
+    return (
+        len(key) <= MAX_KEY_BYTES
+        and _PLAIN_KEY.fullmatch(key) is not None
+        and not (SIDECAR_SUFFIX in key or TEMP_SUFFIX in key or INTERNAL_DIR in key)
+    )
 
 
 _remembered_key_problem = functools.lru_cache(maxsize=4096)(key_problem)

@@ -22,7 +22,7 @@ from ..._errors import (
     StorageError,
     StorageFullError,
 )
-from ..._keys import INTERNAL_DIR, SIDECAR_SUFFIX, TEMP_SUFFIX, key_problem, segment_problem
+from ..._keys import INTERNAL_DIR, SIDECAR_SUFFIX, TEMP_SUFFIX, is_valid_key, segment_problem
 from ..._models import DEFAULT_CHUNK_SIZE, ObjectInfo, ObjectReader, object_info
 from ..._signing import URLSigner, load_or_create_keys
 from ..._store import Store
@@ -550,10 +550,12 @@ def _sorted_entries(dir_fd: int, prefix: str, start: str) -> list[tuple[str, boo
     with os.scandir(dir_fd) as scan:
         for entry in scan:
             name = entry.name
+            if name.endswith(SIDECAR_SUFFIX):  # half the names in a folder of objects
+                continue
             is_dir = entry.is_dir(follow_symlinks=False)
             if not is_dir and not entry.is_file(follow_symlinks=False):
                 continue
-            if segment_problem(name) is not None:
+            if is_dir and segment_problem(name) is not None:
                 continue
             try:
                 order = name.encode("utf-8") + (b"/" if is_dir else b"")
@@ -561,7 +563,7 @@ def _sorted_entries(dir_fd: int, prefix: str, start: str) -> list[tuple[str, boo
                 continue  # not a UTF-8 name: never made by this store
             if start and not order.startswith(start.encode("utf-8")):
                 continue
-            if is_dir or key_problem(prefix + name) is None:
+            if is_dir or is_valid_key(prefix + name):
                 found.append((order, name, is_dir))
     found.sort()
     return [(name, is_dir) for _, name, is_dir in found]
