@@ -57,16 +57,24 @@ class Body:
         return self._file is not None
 
     def read_into(self, buffer: memoryview) -> int:
-        """Read the next bytes of a file body into `buffer`; return how many (0 at the end).
+        """Fill `buffer` with the next bytes of a file body, or with what is left of
+        it; return how many (0 at the end).
 
         Uses the file's ``readinto`` where it has one, else ``read`` and a copy.
         Raises `SizeMismatchError` as iterating does, and `InvalidArgumentError`
         for a file that does not return bytes.
         """
+        filled = 0
+        while filled < len(buffer) and (got := self._read_some(buffer[filled:])):
+            filled += got
+        return filled
+
+    def _read_some(self, buffer: memoryview) -> int:
+        """One read into `buffer` (0 at the end, after checking the declared size)."""
         file = self._file
         assert file is not None, "read_into is for file bodies"
         want = len(buffer) if self.size < 0 else min(len(buffer), self.size - self._filled)
-        got = self._fill(file, buffer[:want]) if want else 0
+        got = self._read_raw(file, buffer[:want]) if want else 0
         if got == 0 and self.size >= 0:
             if self._filled < self.size:
                 raise self._mismatch(self.size, self._filled)
@@ -75,7 +83,7 @@ class Body:
         self._filled += got
         return got
 
-    def _fill(self, file: IO[bytes], view: memoryview) -> int:
+    def _read_raw(self, file: IO[bytes], view: memoryview) -> int:
         if self._can_readinto:
             try:
                 got = file.readinto(view)  # type: ignore[attr-defined]

@@ -75,12 +75,12 @@ def _write_file_body(body: Body, temp: TempFile, digest: Any) -> None:
     """
     size = FILE_PIECE if body.size < 0 else max(1, min(FILE_PIECE, body.size))
     first = memoryview(bytearray(size))
-    filled = _fill(body, first)
+    filled = body.read_into(first)
     if filled < size or body.size == size:
         digest.update(first[:filled])
         temp.write(first[:filled])
         if filled == size:  # a body of exactly `size` bytes: still check there is no more
-            _fill(body, first[:1])
+            body.read_into(first[:1])
         return
     free: queue.Queue[memoryview | None] = queue.Queue()
     for _ in range(FILE_BUFFERS - 1):
@@ -97,7 +97,7 @@ def _write_file_body(body: Body, temp: TempFile, digest: Any) -> None:
                 if next_buffer is None:  # the hashing thread stopped
                     return
                 buffer = next_buffer
-                got = _fill(body, buffer)
+                got = body.read_into(buffer)
                 if got == 0:
                     break
                 view = buffer[:got]
@@ -117,11 +117,3 @@ def _write_file_body(body: Body, temp: TempFile, digest: Any) -> None:
     finally:
         free.put(None)
         helper.join()
-
-
-def _fill(body: Body, buffer: memoryview) -> int:
-    """Fill `buffer` from the body, or as much of it as the body has left."""
-    filled = 0
-    while filled < len(buffer) and (got := body.read_into(buffer[filled:])):
-        filled += got
-    return filled

@@ -34,9 +34,7 @@ def _file_parts(body: Body, part_size: int) -> Iterator[bytearray]:
     while True:
         part = bytearray(part_size)
         with memoryview(part) as view:
-            filled = 0
-            while filled < part_size and (got := body.read_into(view[filled:])):
-                filled += got
+            filled = body.read_into(view)
         if filled < part_size:
             del part[filled:]
             if filled or first:
