@@ -120,5 +120,5 @@ class RequestBody(io.RawIOBase):
         if size is None or size < 0:
             return b"".join(iter(lambda: self.read(1 << 20), b""))
         buffer = bytearray(size)
-        got = self.readinto(buffer)
-        return bytes(buffer[:got]) if got < size else bytes(buffer)
+        del buffer[self.readinto(buffer) :]
+        return bytes(buffer)

@@ -267,17 +267,17 @@ async def _while_pumping(body: RequestBody, put: Callable[[], ObjectInfo]) -> Ob
     The pump stops when the put is over, whether or not it read the whole body
     (a put refused before its body is read, say).
     """
-    outcome: list[ObjectInfo | Exception] = []
+    outcome: ObjectInfo | Exception
     async with anyio.create_task_group() as group:
         group.start_soon(body.pump)
         try:
-            outcome.append(await anyio.to_thread.run_sync(put))
+            outcome = await anyio.to_thread.run_sync(put)
         except Exception as exc:  # raised below, outside the task group (no ExceptionGroup)
-            outcome.append(exc)
+            outcome = exc
         group.cancel_scope.cancel()
-    if isinstance(outcome[0], Exception):
-        raise outcome[0]
-    return outcome[0]
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
 
 async def _stream(reader: ObjectReader) -> AsyncIterator[bytes]:

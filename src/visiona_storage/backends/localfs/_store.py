@@ -282,14 +282,7 @@ class LocalFSStore(Store):
             entry = None
         if entry is None or st.st_dev != self._root_dev or len(raw) == _SIDECAR_READ:
             return self._stat_carefully(key)
-        return object_info(
-            key=key,
-            size=st.st_size,
-            content_type=entry["content_type"],
-            last_modified=_EPOCH + timedelta(0, 0, st.st_mtime_ns // 1000),
-            etag=entry["etag"],
-            metadata=entry["metadata"],
-        )
+        return _describe(key, st, entry["etag"], entry["content_type"], entry["metadata"])
 
     def _stat_carefully(self, key: str) -> ObjectInfo:
         folder, name = _split(key)
@@ -580,13 +573,21 @@ def _adopt(fd: int, st: os.stat_result, key: str) -> sidecar.Version:
 
 
 def _info(key: str, version: sidecar.Version, st: os.stat_result) -> ObjectInfo:
+    # Each Version's metadata is a dict of its own: parsed for this read, or the put's copy.
+    return _describe(key, st, version.etag, version.content_type, version.metadata)
+
+
+def _describe(
+    key: str, st: os.stat_result, etag: str, content_type: str, metadata: dict[str, str]
+) -> ObjectInfo:
+    """The `ObjectInfo` of the data file whose ``stat`` is `st`, with what its sidecar says."""
     return object_info(
         key=key,
         size=st.st_size,
-        content_type=version.content_type,
+        content_type=content_type,
         last_modified=_EPOCH + timedelta(0, 0, st.st_mtime_ns // 1000),  # days, seconds, microseconds
-        etag=version.etag,
-        metadata=version.metadata,  # each Version's own dict: parsed for this read, or the put's copy
+        etag=etag,
+        metadata=metadata,
     )
 
 

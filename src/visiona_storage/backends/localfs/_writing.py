@@ -36,20 +36,23 @@ def write_body(temp: TempFile, body: Body, *, fsync: bool) -> str:
     digest = hashlib.sha256()
     if body.is_file:
         _write_file_body(body, temp, digest)
-        if fsync:
-            temp.sync()
-        return digest.hexdigest()
-    chunks = iter(body)
+    else:
+        _write_chunks(iter(body), temp, digest)
+    if fsync:
+        temp.sync()
+    return digest.hexdigest()
+
+
+def _write_chunks(chunks: Iterator[BytesLike], temp: TempFile, digest: Any) -> None:
+    """Small chunks are hashed and written here; from the first full one on, a
+    helper writes while this thread reads and hashes."""
     for chunk in chunks:
         if len(chunk) < DEFAULT_CHUNK_SIZE:
             digest.update(chunk)
             temp.write(chunk)
             continue
         _hash_and_read_while_helper_writes(itertools.chain([chunk], chunks), temp, digest)
-        break
-    if fsync:
-        temp.sync()
-    return digest.hexdigest()
+        return
 
 
 def _hash_and_read_while_helper_writes(chunks: Iterator[BytesLike], temp: TempFile, digest: Any) -> None:
