@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import visiona_storage as vs
+from visiona_storage.backends.localfs import _sidecar as sidecar
 from visiona_storage.backends.localfs._tempfile import TempFile
 
 MiB = 1 << 20
@@ -131,6 +132,24 @@ def test_symlinked_file_is_never_followed_nor_replaced(
     assert list(store.list()) == []
     assert _snapshot(outside) == before
     assert (root / "models/model.nef").is_symlink()
+
+
+def test_a_symlink_is_no_object_even_with_a_sidecar_naming_it(
+    store: vs.LocalFSStore, root: Path, outside: Path
+) -> None:
+    """A sidecar written as the store writes it, naming the symlink's own inode,
+    size and mtime, must not make stat or list take the symlink for an object."""
+    (root / "models").mkdir(parents=True)
+    link = root / "models/model.nef"
+    link.symlink_to(outside / "secret.txt")
+    identity = sidecar.FileIdentity.of(os.lstat(link))
+    forged = sidecar.encode([sidecar.Version(identity, "0" * 64, "text/plain", {})])
+    (root / "models/model.nef.meta.json").write_bytes(forged)
+    for call in (lambda: store.stat("models/model.nef"), lambda: store.get("models/model.nef")):
+        with pytest.raises(vs.StorageError):
+            call()
+    assert list(store.list()) == []
+    assert list(store.list("models/")) == []
 
 
 def test_symlinked_sidecar_is_never_followed(store: vs.LocalFSStore, root: Path, outside: Path) -> None:

@@ -270,18 +270,29 @@ class LocalFSStore(Store):
         fd = open_beneath(self._root_fd, key + SIDECAR_SUFFIX, tree.FILE_FLAGS)
         if fd is None:
             return self._stat_carefully(key)
+        info = self._trusted_info(key, st, fd)
+        return self._stat_carefully(key) if info is None else info
+
+    def _trusted_info(self, key: str, st: os.stat_result, sidecar_fd: int) -> ObjectInfo | None:
+        """The `ObjectInfo` of the data file whose ``lstat`` is `st`, if the sidecar
+        open at `sidecar_fd` (closed here) is one this store wrote and names that
+        very file: a regular file on the root's device. None otherwise, and then
+        the caller goes the careful way, which raises the right error if any.
+        """
         try:
-            raw = os.read(fd, _SIDECAR_READ)
+            raw = os.read(sidecar_fd, _SIDECAR_READ)
         except OSError:
-            return self._stat_carefully(key)
+            return None
         finally:
-            os.close(fd)
+            os.close(sidecar_fd)
+        if len(raw) == _SIDECAR_READ or st.st_dev != self._root_dev or not stat.S_ISREG(st.st_mode):
+            return None
         try:
             entry = sidecar.find_written(raw, st)
         except sidecar.CorruptSidecarError:
-            entry = None
-        if entry is None or st.st_dev != self._root_dev or len(raw) == _SIDECAR_READ:
-            return self._stat_carefully(key)
+            return None
+        if entry is None:
+            return None
         return _describe(key, st, entry["etag"], entry["content_type"], entry["metadata"])
 
     def _stat_carefully(self, key: str) -> ObjectInfo:
@@ -439,6 +450,17 @@ class LocalFSStore(Store):
                 os.close(dir_fd)
 
     def _list_entry(self, dir_fd: int, name: str, key: str) -> ObjectInfo | None:
+        """The common listed key in four system calls, as `_stat` does it, relative
+        to its folder; anything unusual goes `_list_entry_carefully`."""
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            fd = os.open(name + SIDECAR_SUFFIX, tree.FILE_FLAGS, dir_fd=dir_fd)
+        except OSError:
+            return self._list_entry_carefully(dir_fd, name, key)
+        info = self._trusted_info(key, st, fd)
+        return self._list_entry_carefully(dir_fd, name, key) if info is None else info
+
+    def _list_entry_carefully(self, dir_fd: int, name: str, key: str) -> ObjectInfo | None:
         try:
             version, st = self._version(dir_fd, name, key)
         except NotFoundError:
