@@ -1,7 +1,7 @@
 """Every benchmark figure against its baseline, in one run: a Markdown table of ratios
 on stdout and the same as JSON.
 
-    .venv/bin/python bench/run.py [--runs 5] [--json bench/results.json] [--dir /work]
+    .venv/bin/python bench/run.py [--runs 7] [--json bench/results.json] [--dir /work]
                                   [--only localfs,obstore,http,s3]
 
 Each figure interleaves our runs with its baseline's after a warm-up, and reports the
@@ -30,7 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--runs", type=int, default=5, help="runs per figure after a warm-up (default 5)")
+    parser.add_argument("--runs", type=int, default=7, help="runs per figure after a warm-up (default 7)")
     parser.add_argument("--json", default="bench/results.json", help="where to write the figures")
     parser.add_argument("--dir", default=None, help="folder on the disk to measure (default: a temp folder)")
     parser.add_argument(
