@@ -44,3 +44,20 @@ def test_the_harness_runs_and_writes_every_figure(tmp_path: Path) -> None:
         assert figure["ours"]
         assert len(figure["ours"]) == len(figure["theirs"])
     assert results["machine"]["cpu"]
+    compared = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "compare.py"),
+            str(tmp_path / "results.json"),
+            str(tmp_path / "results.json"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.splitlines()
+    assert len(compared) == 2 + len(names)
+    assert compared[0].count("| run at ") == 2
+    for name, line in zip(names, compared[2:], strict=True):
+        assert line.startswith(f"| {name} |")
+        assert line.rstrip().endswith(("| yes |", "| no |", "|  |"))
