@@ -3,6 +3,7 @@ leftovers and hand-placed files."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -150,6 +151,49 @@ def test_a_symlink_is_no_object_even_with_a_sidecar_naming_it(
             call()
     assert list(store.list()) == []
     assert list(store.list("models/")) == []
+
+
+def _returns_within(call: Any, seconds: float = 10.0) -> BaseException | None:
+    """Run `call` in a thread; fail the test if it blocks. Returns what it raised."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert outcome, f"{call} blocked"
+    return outcome[0]
+
+
+def _release(fifo: Path) -> None:
+    """Wake any reader still blocked opening `fifo`."""
+    with contextlib.suppress(OSError):
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+
+def test_a_fifo_in_place_of_an_object_or_sidecar_never_blocks(store: vs.LocalFSStore, root: Path) -> None:
+    """Opening a FIFO for reading waits for a writer: a get through serve would
+    hang the whole event loop. The store must refuse it at once instead."""
+    store.put("models/real.bin", b"weights")
+    fifos = [root / "models/pipe.bin", root / "models/real.bin.meta.json", root / "models/x.bin.vs-tmp"]
+    fifos[1].unlink()
+    for fifo in fifos:
+        os.mkfifo(fifo)
+    try:
+        for key in ("models/pipe.bin", "models/real.bin"):
+            for call in (lambda key=key: store.stat(key), lambda key=key: store.get(key).read()):
+                assert isinstance(_returns_within(call), vs.StorageError)
+        assert _returns_within(lambda: list(store.list("models/"))) is None
+        assert _returns_within(lambda: store.cleanup(min_age_seconds=0)) is None
+    finally:
+        for fifo in fifos:
+            _release(fifo)
 
 
 def test_symlinked_sidecar_is_never_followed(store: vs.LocalFSStore, root: Path, outside: Path) -> None:

@@ -120,6 +120,15 @@ def test_the_generated_key_is_kept_mode_0600_and_urls_survive_a_restart(tmp_path
     assert [i.key for i in vs.LocalFSStore(root).list()] == []
 
 
+@pytest.mark.timeout(30)
+def test_a_fifo_in_place_of_the_key_file_is_a_config_error_not_a_hang(tmp_path: Path) -> None:
+    root = tmp_path / "storage"
+    (root / ".visiona-storage").mkdir(parents=True)
+    os.mkfifo(root / ".visiona-storage" / "signing-keys.json")
+    with vs.LocalFSStore(root) as store, pytest.raises(vs.ConfigError, match="damaged"):
+        store.presigned_get_url("k", ttl=600)
+
+
 def test_processes_starting_together_agree_on_one_key(tmp_path: Path) -> None:
     root = tmp_path / "storage"
     script = "import sys, visiona_storage as vs; print(vs.LocalFSStore(sys.argv[1]).signer.active)"

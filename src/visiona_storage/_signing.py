@@ -207,7 +207,8 @@ def load_or_create_keys(root: str, folder: str, name: str) -> URLSigner:
 
 def _read_keys(dir_fd: int, name: str, path: str) -> URLSigner:
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        # O_NONBLOCK: a FIFO in its place reads as empty (damaged) instead of hanging.
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise ConfigError(f"the signing key file {path} is a symlink: remove it") from exc

@@ -122,7 +122,8 @@ def is_stale(dir_fd: int, name: str, min_age_seconds: float, now: float) -> bool
     younger than `min_age_seconds` (its writer may not have locked it yet).
     """
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        # O_NONBLOCK: a FIFO under a temp name must not hang the clean-up.
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
     except OSError:
         return False
     try:

@@ -21,7 +21,11 @@ from ..._errors import KeyConflictError, StorageError
 from ._linux import open_beneath
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+"""How a data file or sidecar is opened for reading. ``O_NONBLOCK`` does nothing to a
+regular file, but makes opening a FIFO put in its place return at once instead of
+waiting for a writer (which would hang a get, or serve's whole event loop); the
+caller then finds it is not a regular file."""
 
 _MAX_RETRIES = 100
 
