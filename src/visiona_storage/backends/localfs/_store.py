@@ -259,6 +259,7 @@ class LocalFSStore(Store):
         return self._get_carefully(key, start, end)
 
     def _trusted_open(self, key: str, fd: int) -> ObjectInfo | None:
+        """`_trusted_info` for the data file open at `fd` (left open)."""
         try:
             st = os.fstat(fd)
         except OSError:
@@ -297,9 +298,10 @@ class LocalFSStore(Store):
         return self._stat_carefully(key) if info is None else info
 
     def _trusted_info(self, key: str, st: os.stat_result, sidecar_fd: int) -> ObjectInfo | None:
-        """The `ObjectInfo` of the data file whose ``lstat`` is `st`, if the sidecar
-        open at `sidecar_fd` (closed here) is one this store wrote and names that
-        very file: a regular file on the root's device. None otherwise, and then
+        """The `ObjectInfo` of the data file whose stat is `st` (its ``lstat``, or
+        the ``fstat`` of it opened), if the sidecar open at `sidecar_fd` (closed
+        here) is one this store wrote and names that very file: a regular file on
+        the root's device. None otherwise, and then
         the caller goes the careful way, which raises the right error if any.
         """
         try:
