@@ -74,9 +74,9 @@ def find(raw: bytes, st: os.stat_result) -> Version | None:
     """The version in the sidecar `raw` that describes the data file whose ``stat``
     is `st`, if any. Raises `CorruptSidecarError` if `raw` is not a sidecar.
 
-    Readers call this for every listed key, so it first looks for the entry the
-    way `encode` writes it (see `find_written`), and parses just that entry; a
-    sidecar written any other way is parsed whole.
+    It first looks for the entry the way `encode` writes it (see `find_written`,
+    which stat, get and list call directly on their common path), and parses just
+    that entry; a sidecar written any other way is parsed whole.
     """
     entry = find_written(raw, st)
     if entry is None:

@@ -301,8 +301,8 @@ class LocalFSStore(Store):
         """The `ObjectInfo` of the data file whose stat is `st` (its ``lstat``, or
         the ``fstat`` of it opened), if the sidecar open at `sidecar_fd` (closed
         here) is one this store wrote and names that very file: a regular file on
-        the root's device. None otherwise, and then
-        the caller goes the careful way, which raises the right error if any.
+        the root's device. None otherwise, and then the caller goes the careful
+        way, which raises the right error if any.
         """
         try:
             raw = os.read(sidecar_fd, _SIDECAR_READ)
