@@ -29,6 +29,7 @@ from ..._store import Store
 from . import _sidecar as sidecar
 from . import _tree as tree
 from ._linux import open_beneath
+from ._reclaim import Reclaimer
 from ._tempfile import TempFile, is_stale
 from ._writing import write_body
 
@@ -45,8 +46,11 @@ class LocalFSStore(Store):
 
     Metadata lives in ``c.nef.meta.json`` beside it. Writes stream to a temp file
     in the same folder and are published by rename; with `fsync` (the default)
-    data, sidecar and folder are synced before `put` returns. Nothing outside
-    `root` is ever read or written, and symlinks under it are never followed.
+    data, sidecar and folder are synced before `put` returns. The blocks of a
+    replaced or deleted object of 8 MiB or more are freed by a background thread
+    just after `put` or `delete` returns (see `_reclaim`); a write that finds the
+    disk full waits for them, and so does `close`. Nothing outside `root` is
+    ever read or written, and symlinks under it are never followed.
     """
 
     _reads_are_local = True
@@ -68,6 +72,7 @@ class LocalFSStore(Store):
             URLSigner(self._signing_keys, signing_key_id)  # a bad key fails here, not at first use
         self._signing_key_id = signing_key_id
         self._signer: URLSigner | None = None
+        self._reclaimer = Reclaimer()
         try:
             os.makedirs(self.root, exist_ok=True)
             self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -124,7 +129,7 @@ class LocalFSStore(Store):
                 self._check_slot(dir_fd, name, key)
                 if if_match is not None or if_none_match is not None:
                     self._check_condition(dir_fd, name, key, if_match, if_none_match)
-                temp = TempFile(dir_fd, durable=self.fsync)
+                temp = TempFile(dir_fd, durable=self.fsync, on_full=self._reclaimer.drain)
                 if not small:
                     os.close(dir_fd)
                     dir_fd = None
@@ -168,13 +173,17 @@ class LocalFSStore(Store):
                 dir_fd = walked
             try:
                 with tree.folder_lock(dir_fd):
-                    self._check_slot(dir_fd, name, key, clear_empty_folder=True)
+                    replaced = self._check_slot(dir_fd, name, key, clear_empty_folder=True)
                     current = self._check_condition(dir_fd, name, key, if_match, if_none_match)
                     versions = [version] + ([current] if current is not None else [])
                     self._write_sidecar(dir_fd, name, versions)
-                    temp.publish(dir_fd, name)
-                    if self.fsync:
-                        tree.fsync_folder(dir_fd)
+                    held = self._reclaimer.hold(dir_fd, name, replaced)
+                    try:
+                        temp.publish(dir_fd, name)
+                        if self.fsync:
+                            tree.fsync_folder(dir_fd)
+                    finally:  # the replaced file's blocks are freed in the background
+                        self._reclaimer.release(held)
                     return
             except tree.FolderVanishedError:
                 continue
@@ -201,18 +210,22 @@ class LocalFSStore(Store):
             # The sidecar naming the new file must be durable before the file is renamed in.
             tree.fsync_folder(dir_fd)
 
-    def _check_slot(self, dir_fd: int, name: str, key: str, *, clear_empty_folder: bool = False) -> None:
+    def _check_slot(
+        self, dir_fd: int, name: str, key: str, *, clear_empty_folder: bool = False
+    ) -> os.stat_result | None:
+        """Raise unless `name` is free or a regular file (an empty folder is removed
+        if `clear_empty_folder`); that file's ``lstat``, or None."""
         st = tree.lstat(dir_fd, name)
         if st is None or stat.S_ISREG(st.st_mode):
-            return
+            return st
         if stat.S_ISLNK(st.st_mode):
             raise tree.symlink_error(key, key)
         if stat.S_ISDIR(st.st_mode):
             if clear_empty_folder:
                 if tree.remove_if_empty(dir_fd, name):
-                    return
+                    return None
             elif not _has_entries(dir_fd, name):
-                return
+                return None
             raise KeyConflictError(
                 f"cannot store {key!r}: objects exist under {key + '/'!r}, and on a "
                 f"filesystem a folder cannot also be an object",
@@ -422,11 +435,15 @@ class LocalFSStore(Store):
                     st = tree.lstat(dir_fd, name)
                     if st is not None and stat.S_ISLNK(st.st_mode):
                         raise tree.symlink_error(key, key)
-                    if st is not None and stat.S_ISREG(st.st_mode):
-                        tree.unlink(dir_fd, name)
-                    tree.unlink(dir_fd, name + SIDECAR_SUFFIX)
-                    if self.fsync:
-                        tree.fsync_folder(dir_fd)
+                    held = self._reclaimer.hold(dir_fd, name, st)
+                    try:
+                        if st is not None and stat.S_ISREG(st.st_mode):
+                            tree.unlink(dir_fd, name)
+                        tree.unlink(dir_fd, name + SIDECAR_SUFFIX)
+                        if self.fsync:
+                            tree.fsync_folder(dir_fd)
+                    finally:  # its blocks are freed in the background
+                        self._reclaimer.release(held)
             except tree.FolderVanishedError:
                 return
             finally:
@@ -545,6 +562,7 @@ class LocalFSStore(Store):
         return False
 
     def _close(self) -> None:
+        self._reclaimer.drain()  # the space of replaced and deleted objects is back
         os.close(self._root_fd)
 
 

@@ -15,6 +15,7 @@ import errno
 import fcntl
 import os
 import secrets
+from collections.abc import Callable
 
 from ..._keys import TEMP_SUFFIX
 from ._linux import preallocate, start_writeback
@@ -34,12 +35,16 @@ class TempFile:
     """A file being written in a folder; invisible to readers until `publish`.
 
     A `durable` one (to be fsynced) starts each large piece's writeback as soon
-    as it is written.
+    as it is written. When the disk is full, a write calls `on_full` and tries
+    again if it returns True (space may have come back), else raises.
     """
 
-    def __init__(self, dir_fd: int, *, durable: bool = False) -> None:
+    def __init__(
+        self, dir_fd: int, *, durable: bool = False, on_full: Callable[[], bool] | None = None
+    ) -> None:
         self.dir_fd = dir_fd
         self.durable = durable
+        self._on_full = on_full
         self.name: str | None = None
         self.size = 0
         self._preallocate = True
@@ -71,13 +76,27 @@ class TempFile:
     def _write_piece(self, view: memoryview) -> None:
         offset, length = self.size, len(view)
         if self._preallocate and length >= _PREALLOCATE_FROM:
-            self._preallocate = preallocate(self.fd, offset, length)
+            try:
+                self._preallocate = preallocate(self.fd, offset, length)
+            except OSError as exc:
+                if not self._space_came_back(exc):
+                    raise
+                self._preallocate = preallocate(self.fd, offset, length)
         self.size += length
         while view:
-            written = os.write(self.fd, view)
+            try:
+                written = os.write(self.fd, view)
+            except OSError as exc:
+                if not self._space_came_back(exc):
+                    raise
+                continue
             view = view[written:]
         if self.durable and length >= _PREALLOCATE_FROM:
             start_writeback(self.fd, offset, length)
+
+    def _space_came_back(self, exc: OSError) -> bool:
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        return full and self._on_full is not None and self._on_full()
 
     def sync(self) -> None:
         os.fsync(self.fd)

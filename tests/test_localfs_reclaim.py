@@ -1,0 +1,170 @@
+"""The blocks of replaced and deleted large objects are freed off the caller's path
+(`_reclaim`): held open while the name goes, closed by a background thread."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import visiona_storage as vs
+from visiona_storage.backends.localfs import _reclaim
+
+MiB = 1 << 20
+BIG = _reclaim.RECLAIM_FROM + MiB
+
+
+def _held_deleted(root: Path) -> list[str]:
+    """The files under `root` this process still has open though their names are gone."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(root)) and target.endswith(" (deleted)"):
+            found.append(target)
+    return found
+
+
+@pytest.fixture
+def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """The background closing waits until the test sets this event."""
+    opened = threading.Event()
+    real_close = _reclaim._close
+
+    def close_when_open(fd: int) -> None:
+        if threading.current_thread().name == "vs-reclaim":
+            assert opened.wait(30)
+        real_close(fd)
+
+    monkeypatch.setattr(_reclaim, "_close", close_when_open)
+    try:
+        yield opened
+    finally:
+        opened.set()
+
+
+def test_a_replaced_large_object_is_freed_after_put_returns(tmp_path: Path, gate: threading.Event) -> None:
+    with vs.LocalFSStore(tmp_path, fsync=False) as store:
+        store.put("models/m.bin", b"1" * BIG)
+        assert _held_deleted(tmp_path) == []
+        store.put("models/m.bin", b"2" * BIG)
+        # put has returned while its old file still waits to be closed
+        assert _held_deleted(tmp_path) == [f"{tmp_path}/models/m.bin (deleted)"]
+        with store.get("models/m.bin") as reader:
+            assert reader.read() == b"2" * BIG
+        gate.set()
+        assert store._reclaimer.drain()
+        assert _held_deleted(tmp_path) == []
+        assert not store._reclaimer.drain()
+
+
+def test_a_deleted_large_object_is_freed_after_delete_returns(tmp_path: Path, gate: threading.Event) -> None:
+    with vs.LocalFSStore(tmp_path) as store:
+        store.put("m.bin", b"1" * BIG)
+        store.delete("m.bin")
+        assert _held_deleted(tmp_path) == [f"{tmp_path}/m.bin (deleted)"]
+        with pytest.raises(vs.NotFoundError):
+            store.stat("m.bin")
+        assert not (tmp_path / "m.bin").exists()
+        gate.set()
+        store._reclaimer.drain()
+        assert _held_deleted(tmp_path) == []
+
+
+def test_small_objects_are_freed_in_the_call(tmp_path: Path, gate: threading.Event) -> None:
+    with vs.LocalFSStore(tmp_path, fsync=False) as store:
+        small = _reclaim.RECLAIM_FROM - 1
+        store.put("a", b"1" * small)
+        store.put("a", b"2" * small)
+        store.put("b", b"1" * small)
+        store.delete("b")
+        assert _held_deleted(tmp_path) == []
+        assert not store._reclaimer.drain()
+
+
+def test_close_waits_until_every_held_file_is_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_close = _reclaim._close
+
+    def slow_close(fd: int) -> None:
+        time.sleep(0.3)
+        real_close(fd)
+
+    monkeypatch.setattr(_reclaim, "_close", slow_close)
+    store = vs.LocalFSStore(tmp_path, fsync=False)
+    store.put("a", b"1" * BIG)
+    store.put("b", b"1" * BIG)
+    store.delete("a")
+    store.delete("b")
+    assert len(_held_deleted(tmp_path)) == 2
+    store.close()
+    assert _held_deleted(tmp_path) == []
+
+
+def test_past_max_held_the_caller_closes(
+    tmp_path: Path, gate: threading.Event, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_reclaim, "MAX_HELD", 2)
+    with vs.LocalFSStore(tmp_path, fsync=False) as store:
+        for name in "abcd":
+            store.put(name, b"1" * BIG)
+        for name in "abcd":
+            store.delete(name)
+        # one is being closed (and waits), one waits its turn, two were closed in delete
+        assert len(_held_deleted(tmp_path)) == 2
+        gate.set()
+        store._reclaimer.drain()
+        assert _held_deleted(tmp_path) == []
+
+
+def test_a_forked_child_does_not_wait_for_its_parents_thread(tmp_path: Path, gate: threading.Event) -> None:
+    with vs.LocalFSStore(tmp_path, fsync=False) as store:
+        store.put("a", b"1" * BIG)
+        store.delete("a")
+        assert len(_held_deleted(tmp_path)) == 1
+        pid = os.fork()
+        if pid == 0:  # the child: its copy of the held file is closed at the fork
+            code = 0 if _held_deleted(tmp_path) == [] and not store._reclaimer.drain() else 1
+            os._exit(code)
+        deadline = time.monotonic() + 30
+        while (waited := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if waited[0] == 0:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung in drain")
+        assert os.waitstatus_to_exitcode(waited[1]) == 0
+        gate.set()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root (CI runs as root)")
+@pytest.mark.parametrize("fsync", [True, False])
+def test_a_put_that_finds_the_disk_full_waits_for_the_space_of_a_delete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsync: bool
+) -> None:
+    real_close = _reclaim._close
+
+    def slow_close(fd: int) -> None:
+        time.sleep(0.5)  # the space of the deleted object comes back late
+        real_close(fd)
+
+    monkeypatch.setattr(_reclaim, "_close", slow_close)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(disk)], check=True)
+    try:
+        with vs.LocalFSStore(disk / "storage", fsync=fsync) as store:
+            store.put("a", b"1" * (20 * MiB))
+            store.delete("a")
+            info = store.put("b", b"2" * (20 * MiB))
+            assert info.size == 20 * MiB
+            with store.get("b") as reader:
+                assert reader.read() == b"2" * (20 * MiB)
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
