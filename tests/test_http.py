@@ -14,10 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from starlette.datastructures import QueryParams
 
 import visiona_storage as vs
 from servers import LiveServer
-from visiona_storage.http import create_app
+from visiona_storage.http import _query, create_app
 
 MiB = 1 << 20
 
@@ -414,3 +417,13 @@ def test_a_chunked_upload_past_a_large_signed_max_size_is_413(store: vs.LocalFSS
     with store.get("m/k") as r:
         assert r.read() == b"old"
     assert sorted(os.listdir(tmp_path / "storage" / "m")) == ["k", "k.meta.json"]
+
+
+_QUERY_ALPHABET = "aZ09=&%+;-._~é \x00" + "X-VS-Signature"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(_QUERY_ALPHABET, max_size=40) | st.binary(max_size=40).map(lambda b: b.decode("latin-1")))
+def test_the_query_is_read_as_starlette_reads_it(text: str) -> None:
+    raw = text.encode("latin-1", "replace")
+    assert _query(raw) == dict(QueryParams(raw.decode("latin-1")))
