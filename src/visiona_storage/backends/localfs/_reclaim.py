@@ -124,4 +124,5 @@ def _after_fork_in_child() -> None:
                 _close(fd)
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+if hasattr(os, "register_at_fork"):  # every POSIX system
+    os.register_at_fork(after_in_child=_after_fork_in_child)
