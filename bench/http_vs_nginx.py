@@ -3,7 +3,10 @@
 
 - GET of 256 MiB with a presigned URL, against nginx serving the file;
 - PUT of 256 MiB through serve, against `store.put` of the same file in-process;
-- 4 KiB signed GETs per second, against nginx's 4 KiB GETs, both driven by wrk.
+- 4 KiB signed GETs per second, against nginx's 4 KiB GETs, both driven by wrk;
+  beside them, two bounds for one Python worker on uvicorn: an app that only
+  returns 4 KiB from memory (`_hello_asgi.py`), and one that only checks the
+  signature and gets the object (`_least_get_asgi.py`).
 
     .venv/bin/python bench/http_vs_nginx.py [--mib 256] [--runs 5] [--seconds 5]
 
@@ -13,6 +16,7 @@ Installs nginx and wrk from Debian if missing (root). Everything binds 127.0.0.1
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -22,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import visiona_storage as vs
@@ -90,6 +94,27 @@ http {{
     proc = subprocess.Popen(["nginx", "-c", conf, "-p", folder], stderr=subprocess.DEVNULL)
     _wait(port)
     return proc, port
+
+
+@contextlib.contextmanager
+def _uvicorn(app: str, port: int, root: str | None = None) -> Iterator[None]:
+    """A uvicorn worker serving `app` from bench/ on `port` (with ``VS_BENCH_ROOT=root``)."""
+    env = dict(os.environ, VS_BENCH_ROOT=root) if root is not None else None
+    server = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "uvicorn", "--app-dir", str(Path(__file__).parent), app),
+            *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        _wait(port)
+        yield
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(10)
 
 
 def _curl(*args: str) -> Callable[[], object]:
@@ -184,35 +209,15 @@ def figures(runs: int = 5, mib: int = 256, seconds: int = 5, folder: str | None 
             mine: list[float] = []
             other: list[float] = []
             bare: list[float] = []
-            hello_port = _free_port()
-            hello = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "--app-dir",
-                    str(Path(__file__).parent),
-                    "_hello_asgi:app",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(hello_port),
-                    "--log-level",
-                    "warning",
-                    "--no-access-log",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            try:
-                _wait(hello_port)
+            least: list[float] = []
+            hello_port, least_port = _free_port(), _free_port()
+            with _uvicorn("_hello_asgi:app", hello_port), _uvicorn("_least_get_asgi:app", least_port, root):
+                least_url = small_url.replace(base, f"http://127.0.0.1:{least_port}/storage")
                 for _ in range(max(3, runs // 2)):
                     other.append(_wrk(nginx_small, seconds))
                     mine.append(_wrk(small_url, seconds))
+                    least.append(_wrk(least_url, seconds))
                     bare.append(_wrk(f"http://127.0.0.1:{hello_port}/", seconds))
-            finally:
-                hello.send_signal(signal.SIGINT)
-                hello.wait(10)
             found.append(
                 Figure(
                     "4 KiB GETs through serve, presigned (wrk, 16 connections)",
@@ -231,6 +236,16 @@ def figures(runs: int = 5, mib: int = 256, seconds: int = 5, folder: str | None 
                     bare,
                     other,
                     note="no routing, no signature, no file: bench/_hello_asgi.py",
+                )
+            )
+            found.append(
+                Figure(
+                    "4 KiB GETs from a raw ASGI app that only checks the signature and gets the object",
+                    "nginx, 4 KiB file",
+                    "req/s",
+                    least,
+                    other,
+                    note="no Starlette, no Range or conditional headers, no errors: bench/_least_get_asgi.py",
                 )
             )
             return found
