@@ -4,7 +4,8 @@ was met in how many of them.
 
     .venv/bin/python bench/compare.py A.json B.json [C.json ...]
 
-Each column is headed by its run's time (UTC). Runs must list the same figures.
+Each column is headed by its run's time (UTC). A figure that a run does not have
+(the harness gained it later) shows "-" there.
 """
 
 from __future__ import annotations
@@ -44,14 +45,15 @@ def compare(runs: list[dict[str, Any]]) -> str:
         "| figure | baseline | " + " | ".join(f"run at {t}" for t in times) + " | target | met |",
         "|---|---|" + "---|" * len(runs) + "---|---|",
     ]
-    for rows in zip(*(run["figures"] for run in runs), strict=True):
+    by_run = [{(row["name"], row["baseline"]): row for row in run["figures"]} for run in runs]
+    order: dict[tuple[str, str], None] = {}
+    for run in reversed(runs):  # the latest run's order, then figures only older runs have
+        order.update(dict.fromkeys((row["name"], row["baseline"]) for row in run["figures"]))
+    for figure in order:
+        rows = [found[figure] for found in by_run if figure in found]
+        cells = " | ".join(_cell(found[figure]) if figure in found else "-" for found in by_run)
         first = rows[0]
-        if any(row["name"] != first["name"] or row["baseline"] != first["baseline"] for row in rows):
-            raise SystemExit(f"the runs list different figures: {first['name']!r}")
-        cells = " | ".join(_cell(row) for row in rows)
-        lines.append(
-            f"| {first['name']} | {first['baseline']} | {cells} | {_goal(first)} | {_met(list(rows))} |"
-        )
+        lines.append(f"| {first['name']} | {first['baseline']} | {cells} | {_goal(first)} | {_met(rows)} |")
     return "\n".join(lines)
 
 

@@ -61,3 +61,19 @@ def test_the_harness_runs_and_writes_every_figure(tmp_path: Path) -> None:
     for name, line in zip(names, compared[2:], strict=True):
         assert line.startswith(f"| {name} |")
         assert line.rstrip().endswith(("| yes |", "| no |", "|  |"))
+    older = dict(results, figures=results["figures"][1:])  # an older harness lacked the first figure
+    (tmp_path / "older.json").write_text(json.dumps(older))
+    compared = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "compare.py"),
+            str(tmp_path / "older.json"),
+            str(tmp_path / "results.json"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.splitlines()
+    assert len(compared) == 2 + len(names)
+    assert compared[2].startswith(f"| {names[0]} | {results['figures'][0]['baseline']} | - | ")
