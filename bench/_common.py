@@ -44,16 +44,26 @@ def _status_mib(field_name: str) -> float:
 
 
 def interleaved(
-    runs: int, ours: Callable[[], object], theirs: Callable[[], object]
+    runs: int,
+    ours: Callable[[], object],
+    theirs: Callable[[], object],
+    settle: Callable[[], object] | None = None,
 ) -> tuple[list[float], list[float]]:
-    """Seconds of `runs` runs of each, alternating, after one warm-up of each."""
-    ours()
-    theirs()
+    """Seconds of `runs` runs of each, alternating, after one warm-up of each.
+
+    `settle`, if given, runs untimed after every action: it waits for work an
+    action left in the background (a replaced file still being freed), so that
+    the next action, ours or theirs, does not pay for it.
+    """
     mine: list[float] = []
     other: list[float] = []
-    for _ in range(runs):
-        other.append(timed(theirs))
-        mine.append(timed(ours))
+    for index in range(runs + 1):
+        for action, times in ((theirs, other), (ours, mine)):
+            took = timed(action)
+            if index:  # the first round is the warm-up
+                times.append(took)
+            if settle is not None:
+                settle()
     return mine, other
 
 

@@ -195,7 +195,13 @@ def figures(runs: int = 5, mib: int = 256, seconds: int = 5, folder: str | None 
                 )
             )
             upload = _curl("-T", source, "-H", "Content-Type: application/octet-stream", put_url)
-            ours, theirs = interleaved(runs, upload, store_put)
+
+            def settle() -> None:
+                """Let serve's process, then ours, free the upload each replaced."""
+                time.sleep(0.2)
+                store._reclaimer.drain()
+
+            ours, theirs = interleaved(runs, upload, store_put, settle)
             found.append(
                 Figure(
                     f"PUT {mib} MiB through serve",
