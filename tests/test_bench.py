@@ -44,18 +44,7 @@ def test_the_harness_runs_and_writes_every_figure(tmp_path: Path) -> None:
         assert figure["ours"]
         assert len(figure["ours"]) == len(figure["theirs"])
     assert results["machine"]["cpu"]
-    compared = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "compare.py"),
-            str(tmp_path / "results.json"),
-            str(tmp_path / "results.json"),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    ).stdout.splitlines()
+    compared = _compare(tmp_path / "results.json", tmp_path / "results.json")
     assert len(compared) == 2 + len(names)
     assert compared[0].count("| run at ") == 2
     for name, line in zip(names, compared[2:], strict=True):
@@ -63,17 +52,17 @@ def test_the_harness_runs_and_writes_every_figure(tmp_path: Path) -> None:
         assert line.rstrip().endswith(("| yes |", "| no |", "|  |"))
     older = dict(results, figures=results["figures"][1:])  # an older harness lacked the first figure
     (tmp_path / "older.json").write_text(json.dumps(older))
-    compared = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "compare.py"),
-            str(tmp_path / "older.json"),
-            str(tmp_path / "results.json"),
-        ],
+    compared = _compare(tmp_path / "older.json", tmp_path / "results.json")
+    assert len(compared) == 2 + len(names)
+    assert compared[2].startswith(f"| {names[0]} | {results['figures'][0]['baseline']} | - | ")
+
+
+def _compare(*results: Path) -> list[str]:
+    """The lines bench/compare.py prints for these JSON files."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "compare.py"), *map(str, results)],
         check=True,
         capture_output=True,
         text=True,
         timeout=60,
     ).stdout.splitlines()
-    assert len(compared) == 2 + len(names)
-    assert compared[2].startswith(f"| {names[0]} | {results['figures'][0]['baseline']} | - | ")
