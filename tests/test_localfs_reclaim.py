@@ -143,28 +143,53 @@ def test_a_forked_child_does_not_wait_for_its_parents_thread(tmp_path: Path, gat
         gate.set()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root (CI runs as root)")
-@pytest.mark.parametrize("fsync", [True, False])
-def test_a_put_that_finds_the_disk_full_waits_for_the_space_of_a_delete(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsync: bool
-) -> None:
+@pytest.fixture
+def small_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A 32 MiB tmpfs, where a released file's space comes back only after 5 s,
+    unless a full disk makes a writer wait for it (`Reclaimer.made_room`)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
     real_close = _reclaim._close
 
-    def slow_close(fd: int) -> None:
-        time.sleep(0.5)  # the space of the deleted object comes back late
+    def late_close(fd: int) -> None:
+        time.sleep(5)
         real_close(fd)
 
-    monkeypatch.setattr(_reclaim, "_close", slow_close)
+    monkeypatch.setattr(_reclaim, "_close", late_close)
     disk = tmp_path / "disk"
     disk.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(disk)], check=True)
     try:
-        with vs.LocalFSStore(disk / "storage", fsync=fsync) as store:
-            store.put("a", b"1" * (20 * MiB))
-            store.delete("a")
-            info = store.put("b", b"2" * (20 * MiB))
-            assert info.size == 20 * MiB
-            with store.get("b") as reader:
-                assert reader.read() == b"2" * (20 * MiB)
+        yield disk
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+def _free(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+@pytest.mark.parametrize("fsync", [True, False])
+def test_a_put_that_finds_the_disk_full_waits_for_the_space_of_a_delete(
+    small_disk: Path, fsync: bool
+) -> None:
+    with vs.LocalFSStore(small_disk / "storage", fsync=fsync) as store:
+        store.put("a", b"1" * (20 * MiB))
+        store.delete("a")
+        info = store.put("b", b"2" * (20 * MiB))  # the data file needs a's space
+        assert info.size == 20 * MiB
+        with store.get("b") as reader:
+            assert reader.read() == b"2" * (20 * MiB)
+
+
+def test_a_sidecar_that_finds_the_disk_full_waits_for_the_space_of_a_delete(small_disk: Path) -> None:
+    with vs.LocalFSStore(small_disk / "storage") as store:
+        store.put("a", b"1" * (20 * MiB))
+        store.delete("a")
+        data = b"2" * _free(small_disk)  # the data file fills the disk; its sidecar needs a's space
+        info = store.put("b", data)
+        assert info.size == len(data)
+        with store.get("b") as reader:
+            assert reader.read() == data
+        assert [p.name for p in (small_disk / "storage").iterdir() if p.name.endswith(".vs-tmp")] == []

@@ -12,12 +12,13 @@ So before it removes the name of a large file the store opens the file
 background thread that closes it (`Reclaimer.release`): the freeing happens
 there. The object is replaced or deleted when the call returns; only its space
 comes back a moment later. A write that finds the disk full first waits for
-the space on its way back (`Reclaimer.drain`), and so does closing the store.
+the space on its way back (`Reclaimer.made_room`), and so does closing the store.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import threading
@@ -79,6 +80,11 @@ class Reclaimer:
                     threading.Thread(target=self._close_held, name="vs-reclaim", daemon=True).start()
                 return
         _close(held.fd)
+
+    def made_room(self, exc: OSError) -> bool:
+        """After a write failed with `exc`: if that was a full disk and files were
+        still waiting to be freed, wait for them and return True (try again)."""
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT) and self.drain()
 
     def drain(self) -> bool:
         """Wait until every released file is closed (its blocks freed); True if any was

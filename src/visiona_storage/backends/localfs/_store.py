@@ -129,7 +129,7 @@ class LocalFSStore(Store):
                 self._check_slot(dir_fd, name, key)
                 if if_match is not None or if_none_match is not None:
                     self._check_condition(dir_fd, name, key, if_match, if_none_match)
-                temp = TempFile(dir_fd, durable=self.fsync, on_full=self._reclaimer.drain)
+                temp = TempFile(dir_fd, durable=self.fsync, on_full=self._reclaimer.made_room)
                 if not small:
                     os.close(dir_fd)
                     dir_fd = None
@@ -194,16 +194,21 @@ class LocalFSStore(Store):
     def _write_sidecar(self, dir_fd: int, name: str, versions: Sequence[sidecar.Version]) -> None:
         target = name + SIDECAR_SUFFIX
         staging = target + TEMP_SUFFIX
+        data = sidecar.encode(versions)
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(staging, flags, 0o644, dir_fd=dir_fd)
-        try:
-            os.write(fd, sidecar.encode(versions))
-            if self.fsync:
-                os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            tree.unlink(dir_fd, staging)
-            raise
+        while True:
+            fd = os.open(staging, flags, 0o644, dir_fd=dir_fd)
+            try:
+                os.write(fd, data)
+                if self.fsync:
+                    os.fsync(fd)
+            except BaseException as exc:
+                os.close(fd)
+                tree.unlink(dir_fd, staging)
+                if isinstance(exc, OSError) and self._reclaimer.made_room(exc):
+                    continue  # a large delete's space came back: write it again
+                raise
+            break
         os.close(fd)
         os.rename(staging, target, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         if self.fsync:

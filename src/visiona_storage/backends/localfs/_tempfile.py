@@ -35,12 +35,12 @@ class TempFile:
     """A file being written in a folder; invisible to readers until `publish`.
 
     A `durable` one (to be fsynced) starts each large piece's writeback as soon
-    as it is written. When the disk is full, a write calls `on_full` and tries
-    again if it returns True (space may have come back), else raises.
+    as it is written. When a write fails, it calls `on_full` with the error and
+    tries again if that returns True (the disk was full and space came back).
     """
 
     def __init__(
-        self, dir_fd: int, *, durable: bool = False, on_full: Callable[[], bool] | None = None
+        self, dir_fd: int, *, durable: bool = False, on_full: Callable[[OSError], bool] | None = None
     ) -> None:
         self.dir_fd = dir_fd
         self.durable = durable
@@ -95,8 +95,7 @@ class TempFile:
             start_writeback(self.fd, offset, length)
 
     def _space_came_back(self, exc: OSError) -> bool:
-        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
-        return full and self._on_full is not None and self._on_full()
+        return self._on_full is not None and self._on_full(exc)
 
     def sync(self) -> None:
         os.fsync(self.fd)
