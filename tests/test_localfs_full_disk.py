@@ -5,34 +5,24 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import visiona_storage as vs
+from disks import free_bytes, needs_root, small_tmpfs
 
 MiB = 1 << 20
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root (CI runs as root)")
+pytestmark = needs_root
 
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """An 8 MiB tmpfs; stores opened on it must be closed before the test ends."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
-
-
-def _free(path: Path) -> int:
-    st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize
+    with small_tmpfs(tmp_path / "disk", 8) as disk:
+        yield disk
 
 
 def _files(root: Path) -> list[str]:
@@ -48,7 +38,7 @@ def test_a_full_disk_raises_and_keeps_the_previous_version(small_disk: Path, fsy
 
 def _fill_past_the_end(store: vs.LocalFSStore, small_disk: Path, fsync: bool, kind: str) -> None:
     old = store.put("models/m.bin", b"v1" * MiB, metadata={"v": "1"})
-    files, free = _files(small_disk), _free(small_disk)
+    files, free = _files(small_disk), free_bytes(small_disk)
     big = os.urandom(9 * MiB)
     data: dict[str, vs.PutData] = {
         "bytes": big,
@@ -63,7 +53,7 @@ def _fill_past_the_end(store: vs.LocalFSStore, small_disk: Path, fsync: bool, ki
     with store.get("models/m.bin") as r:
         assert r.read() == b"v1" * MiB
     assert _files(small_disk) == files
-    assert _free(small_disk) == free
+    assert free_bytes(small_disk) == free
     print(
         f"\nfull disk ({kind}, fsync={fsync}): StorageFullError, old version intact, {free} bytes free again"
     )
@@ -78,7 +68,7 @@ def _put_sizes_around_the_free_space(store: vs.LocalFSStore, small_disk: Path) -
     store.put("k", b"old", metadata={"v": "old"})
     filler = small_disk / "filler"
     with open(filler, "wb") as f:
-        f.write(b"\0" * (_free(small_disk) - 64 * 1024))
+        f.write(b"\0" * (free_bytes(small_disk) - 64 * 1024))
     outcomes = {"stored": 0, "full": 0}
     for size in range(0, 96 * 1024, 2048):
         data = os.urandom(size)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import visiona_storage as vs
+from disks import free_bytes, needs_root, small_tmpfs
 from visiona_storage.backends.localfs import _reclaim
 
 MiB = 1 << 20
@@ -147,8 +147,6 @@ def test_a_forked_child_does_not_wait_for_its_parents_thread(tmp_path: Path, gat
 def small_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A 32 MiB tmpfs, where a released file's space comes back only after 5 s,
     unless a full disk makes a writer wait for it (`Reclaimer.made_room`)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
     real_close = _reclaim._close
 
     def late_close(fd: int) -> None:
@@ -156,20 +154,11 @@ def small_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
         real_close(fd)
 
     monkeypatch.setattr(_reclaim, "_close", late_close)
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(disk)], check=True)
-    try:
+    with small_tmpfs(tmp_path / "disk", 32) as disk:
         yield disk
-    finally:
-        subprocess.run(["umount", str(disk)], check=True)
 
 
-def _free(path: Path) -> int:
-    st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize
-
-
+@needs_root
 @pytest.mark.parametrize("fsync", [True, False])
 def test_a_put_that_finds_the_disk_full_waits_for_the_space_of_a_delete(
     small_disk: Path, fsync: bool
@@ -183,11 +172,12 @@ def test_a_put_that_finds_the_disk_full_waits_for_the_space_of_a_delete(
             assert reader.read() == b"2" * (20 * MiB)
 
 
+@needs_root
 def test_a_sidecar_that_finds_the_disk_full_waits_for_the_space_of_a_delete(small_disk: Path) -> None:
     with vs.LocalFSStore(small_disk / "storage") as store:
         store.put("a", b"1" * (20 * MiB))
         store.delete("a")
-        data = b"2" * _free(small_disk)  # the data file fills the disk; its sidecar needs a's space
+        data = b"2" * free_bytes(small_disk)  # the data file fills the disk; its sidecar needs a's space
         info = store.put("b", data)
         assert info.size == len(data)
         with store.get("b") as reader:
