@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 import visiona_storage as vs
+from visiona_storage.http import _query  # the endpoint's own query split
 
 store = vs.LocalFSStore(os.environ["VS_BENCH_ROOT"])
 signer = store.signer
@@ -23,9 +24,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
     key = scope["path"][len(PREFIX) :]
-    query = scope["query_string"].decode("latin-1")
-    params = dict(field.partition("=")[::2] for field in query.split("&") if field)
-    signer.verify("GET", key, params, None)
+    signer.verify("GET", key, _query(scope["query_string"]), None)
     with store.get(key) as reader:
         body, info = reader.read(), reader.info
     headers = [
