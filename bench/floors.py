@@ -8,7 +8,9 @@ The layout is the one DESIGN.md prescribes: each object is a data file plus a
 ``.meta.json`` sidecar. So a put publishes two files (obstore: one), a stat reads
 a sidecar besides the file's inode (obstore: the inode only), and a listing reads
 every sidecar (obstore: names and inodes). If a floor is already below a target,
-no implementation of this layout in Python can meet it.
+no implementation of this layout in Python can meet it. A file published over
+another is swapped in and the old one unlinked, as the store does with fsync off
+(a plain ``rename`` over it makes ext4 start writing the new file out).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import obstore
 from obstore.store import LocalStore
 
 from _common import timed
+from visiona_storage.backends.localfs._linux import exchange
 
 
 def main() -> None:
@@ -44,11 +47,14 @@ def main() -> None:
         root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 
-        def publish(dir_fd: int, name: str, data: bytes) -> None:
+        def publish(dir_fd: int, name: str, data: bytes) -> None:  # as `_tree.replace` does
             fd = os.open(name + ".tmp", flags, 0o644, dir_fd=dir_fd)
             os.write(fd, data)
             os.close(fd)
-            os.rename(name + ".tmp", name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            if exchange(dir_fd, name + ".tmp", name):
+                os.unlink(name + ".tmp", dir_fd=dir_fd)
+            else:
+                os.rename(name + ".tmp", name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
 
         def bare_puts() -> None:  # open the folder, publish data and sidecar
             for key in keys:

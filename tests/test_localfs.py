@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import io
 import json
@@ -18,6 +19,7 @@ import pytest
 
 import visiona_storage as vs
 from visiona_storage.backends.localfs import _sidecar as sidecar
+from visiona_storage.backends.localfs import _tempfile
 from visiona_storage.backends.localfs._tempfile import TempFile
 
 MiB = 1 << 20
@@ -358,21 +360,45 @@ def test_cleanup_removes_stale_temp_files_and_orphan_sidecars(store: vs.LocalFSS
     assert store.stat("a/obj").size == 1
 
 
-def test_cleanup_keeps_a_live_writers_temp_file(store: vs.LocalFSStore, root: Path) -> None:
+def test_cleanup_keeps_a_live_writers_temp_file(
+    store: vs.LocalFSStore, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without O_TMPFILE a temp file has a name while it is written; its writer locks it.
+    monkeypatch.setattr(_tempfile, "_CAN_LINK_UNNAMED", False)
     (root / "live").mkdir(parents=True)
     fd = os.open(root / "live", os.O_RDONLY | os.O_DIRECTORY)
     try:
         temp = TempFile(fd)
         temp.write(b"in progress")
-        temp.publish(fd, "named")  # gives it a name the way a commit would
-        temp2 = TempFile(fd)
-        os.link(f"/proc/self/fd/{temp2.fd}", "x.vs-tmp", dst_dir_fd=fd)
+        assert temp.name is not None
+        assert temp.name.endswith(".vs-tmp")
         assert store.cleanup(min_age_seconds=0) == 0
-        assert os.path.exists(root / "live" / "x.vs-tmp")
-        temp2.discard()
-        temp.discard()
+        assert os.path.exists(root / "live" / temp.name)
+        os.close(temp.fd)  # its writer dies: the lock goes, the name stays
+        temp.fd = -1
         assert store.cleanup(min_age_seconds=0) == 1
+        assert os.listdir(root / "live") == []
     finally:
+        os.close(fd)
+
+
+def test_a_failed_publish_leaves_no_temp_name(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An unnamed temp file is named only under the folder lock: gone again if the rename fails.
+    (root / "f").mkdir(parents=True)
+    fd = os.open(root / "f", os.O_RDONLY | os.O_DIRECTORY)
+    temp = TempFile(fd, durable=True)
+    try:
+        temp.write(b"new")
+
+        def refuse(*args: object, **kwargs: object) -> None:
+            raise OSError(errno.EIO, "I/O error")
+
+        monkeypatch.setattr(os, "rename", refuse)
+        with pytest.raises(OSError, match="I/O error"):
+            temp.publish(fd, "obj")
+        assert os.listdir(root / "f") == []
+    finally:
+        temp.discard()
         os.close(fd)
 
 

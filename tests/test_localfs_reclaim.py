@@ -13,6 +13,7 @@ import pytest
 
 import visiona_storage as vs
 from disks import free_bytes, needs_root, small_tmpfs
+from visiona_storage._keys import TEMP_SUFFIX
 from visiona_storage.backends.localfs import _reclaim
 
 MiB = 1 << 20
@@ -20,7 +21,11 @@ BIG = _reclaim.RECLAIM_FROM + MiB
 
 
 def _held_deleted(root: Path) -> list[str]:
-    """The files under `root` this process still has open though their names are gone."""
+    """The files under `root` this process still has open though their names are gone.
+
+    A file replaced with fsync off was swapped to its temp name before it was
+    unlinked (`_tree.replace`): it is reported under its object's name.
+    """
     found = []
     for fd in os.listdir("/proc/self/fd"):
         try:
@@ -28,7 +33,7 @@ def _held_deleted(root: Path) -> list[str]:
         except OSError:
             continue
         if target.startswith(str(root)) and target.endswith(" (deleted)"):
-            found.append(target)
+            found.append(target.removesuffix(" (deleted)").removesuffix(TEMP_SUFFIX) + " (deleted)")
     return found
 
 

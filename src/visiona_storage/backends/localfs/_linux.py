@@ -1,4 +1,5 @@
-"""Linux calls Python's `os` lacks: ``openat2``, ``fallocate``, ``sync_file_range``.
+"""Linux calls Python's `os` lacks: ``openat2``, ``fallocate``, ``sync_file_range``,
+``renameat2``.
 
 ``openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`` resolves a whole relative path
 in the kernel and refuses it if any component is a symlink or would leave the
@@ -16,6 +17,13 @@ without fsync spend 0.15 s in ``rename``; preallocated, 0.05 s.
 ``sync_file_range`` starts writing a durable put's chunks to disk as soon as they
 are written, so the disk works while the rest is hashed and the final fsync has
 little left to wait for.
+
+``renameat2(RENAME_EXCHANGE)`` swaps two names in one atomic step. Renaming a
+small file that was written without fsync over an existing one makes ext4 start
+writing the file out inside the ``rename`` (``auto_da_alloc`` again: the blocks of
+a small file are never preallocated); swapping the two names and unlinking the
+old file does not. With fsync off that halved the cost of publishing a 1 KiB
+file over another (about 120 us against 260, ``bench/floors.py``).
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ _SYS_OPENAT2 = 437  # the same number on every architecture listed below
 _ARCHES = ("x86_64", "aarch64", "riscv64", "ppc64le", "s390x")
 _UNAVAILABLE = {errno.ENOSYS, errno.EPERM, errno.EOPNOTSUPP}  # EPERM: a seccomp filter
 _SYNC_FILE_RANGE_WRITE = 2
+_RENAME_EXCHANGE = 2
 
 
 class _OpenHow(ctypes.Structure):
@@ -52,7 +61,7 @@ def _libc() -> Any:
         return None
 
 
-_syscall = _libc_fallocate = _libc_sync_file_range = None
+_syscall = _libc_fallocate = _libc_sync_file_range = _libc_renameat2 = None
 _HOW: dict[int, Any] = {}  # open_how arguments by flags, made once
 _HOW_SIZE = ctypes.sizeof(_OpenHow)
 if (_lib := _libc()) is not None:
@@ -64,6 +73,11 @@ if (_lib := _libc()) is not None:
     _libc_sync_file_range = _lib.sync_file_range
     _libc_sync_file_range.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
     _libc_sync_file_range.restype = ctypes.c_int
+    _libc_renameat2 = getattr(_lib, "renameat2", None)  # glibc 2.28 and later
+    if _libc_renameat2 is not None:
+        _name, _flags = ctypes.c_char_p, ctypes.c_uint
+        _libc_renameat2.argtypes = (ctypes.c_int, _name, ctypes.c_int, _name, _flags)
+        _libc_renameat2.restype = ctypes.c_int
 
 
 def open_beneath(dir_fd: int, path: str, flags: int) -> int | None:
@@ -104,3 +118,22 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
     Does nothing where the call is missing; the fsync still makes the file durable."""
     if _libc_sync_file_range is not None:
         _libc_sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+
+
+def exchange(dir_fd: int, first: str, second: str) -> bool:
+    """Swap the names `first` and `second` in the folder `dir_fd` atomically; False
+    (and nothing done) where that cannot be done: `second` missing, no
+    ``renameat2``, or a filesystem without ``RENAME_EXCHANGE``. Raises ``OSError``
+    for anything else."""
+    global _libc_renameat2  # noqa: PLW0603 - switched off once if the system refuses the call
+    if _libc_renameat2 is None:
+        return False
+    if _libc_renameat2(dir_fd, os.fsencode(first), dir_fd, os.fsencode(second), _RENAME_EXCHANGE) == 0:
+        return True
+    error = ctypes.get_errno()
+    if error == errno.ENOSYS:
+        _libc_renameat2 = None
+        return False
+    if error in (errno.ENOENT, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM):
+        return False  # EINVAL: this filesystem cannot swap names; EPERM: a seccomp filter
+    raise OSError(error, os.strerror(error), first)

@@ -126,9 +126,9 @@ class LocalFSStore(Store):
             assert dir_fd is not None
             try:
                 # Fail fast before streaming; the checks that count are repeated at commit.
-                self._check_slot(dir_fd, name, key)
+                found = self._check_slot(dir_fd, name, key)
                 if if_match is not None or if_none_match is not None:
-                    self._check_condition(dir_fd, name, key, if_match, if_none_match)
+                    self._check_condition(dir_fd, name, key, if_match, if_none_match, found=found)
                 temp = TempFile(dir_fd, durable=self.fsync, on_full=self._reclaimer.made_room)
                 if not small:
                     os.close(dir_fd)
@@ -173,11 +173,11 @@ class LocalFSStore(Store):
                 dir_fd = walked
             try:
                 with tree.folder_lock(dir_fd):
-                    replaced = self._check_slot(dir_fd, name, key, clear_empty_folder=True)
-                    current = self._check_condition(dir_fd, name, key, if_match, if_none_match)
+                    old = self._check_slot(dir_fd, name, key, clear_empty_folder=True)
+                    current = self._check_condition(dir_fd, name, key, if_match, if_none_match, found=old)
                     versions = [version] + ([current] if current is not None else [])
                     self._write_sidecar(dir_fd, name, versions)
-                    held = self._reclaimer.hold(dir_fd, name, replaced)
+                    held = self._reclaimer.hold(dir_fd, name, old)
                     try:
                         temp.publish(dir_fd, name)
                         if self.fsync:
@@ -210,7 +210,7 @@ class LocalFSStore(Store):
                 raise
             break
         os.close(fd)
-        os.rename(staging, target, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        tree.replace(dir_fd, staging, target, lazy=not self.fsync)
         if self.fsync:
             # The sidecar naming the new file must be durable before the file is renamed in.
             tree.fsync_folder(dir_fd)
@@ -239,14 +239,24 @@ class LocalFSStore(Store):
         raise StorageError(f"{key!r} is not a regular file", key)
 
     def _check_condition(
-        self, dir_fd: int, name: str, key: str, if_match: str | None, if_none_match: str | None
+        self,
+        dir_fd: int,
+        name: str,
+        key: str,
+        if_match: str | None,
+        if_none_match: str | None,
+        *,
+        found: os.stat_result | None,
     ) -> sidecar.Version | None:
-        """Check the put's condition against the object in place; return its version.
+        """Check the put's condition against the object in place, whose ``lstat``
+        `_check_slot` just `found` (None: no object); return its version.
 
         An object whose sidecar is unreadable can be overwritten, but matches no ETag.
         """
         try:
-            current: sidecar.Version | None = self._version(dir_fd, name, key)[0]
+            if found is None:
+                raise NotFoundError(f"no object at key {key!r}", key)
+            current: sidecar.Version | None = self._version(dir_fd, name, key, found)[0]
             exists = True
         except NotFoundError:
             current, exists = None, False
@@ -378,11 +388,14 @@ class LocalFSStore(Store):
             os.close(fd)
         raise StorageError(f"object {key!r} keeps changing while being opened", key)
 
-    def _version(self, dir_fd: int, name: str, key: str) -> tuple[sidecar.Version, os.stat_result]:
-        """Like `_open`, without opening the data unless it has no version (a foreign file)."""
+    def _version(
+        self, dir_fd: int, name: str, key: str, known: os.stat_result | None = None
+    ) -> tuple[sidecar.Version, os.stat_result]:
+        """Like `_open`, without opening the data unless it has no version (a foreign file).
+        `known` is the data file's ``lstat`` if the caller has just taken it."""
         seen: tuple[object, ...] | None = None
         for _ in range(_MAX_READ_ATTEMPTS):
-            st = tree.lstat(dir_fd, name)
+            st, known = known or tree.lstat(dir_fd, name), None
             if st is None or stat.S_ISDIR(st.st_mode):
                 raise NotFoundError(f"no object at key {key!r}", key)
             if stat.S_ISLNK(st.st_mode):

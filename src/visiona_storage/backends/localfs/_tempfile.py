@@ -3,9 +3,10 @@
 On Linux a temp file is made with ``O_TMPFILE``: it has no name while it is
 written, so a writer that is killed or hits a full disk leaves nothing behind.
 It is linked as ``<name>.vs-tmp`` only inside the folder lock, just before the
-rename that publishes it. Elsewhere it is a named ``.vs-<random>.vs-tmp`` file.
-Either way its writer holds an ``flock`` on it for its whole life, so a clean-up
-can tell a dead writer's leftover (lock free) from a live one's.
+rename that publishes it, so a clean-up (which holds that lock) never sees a live
+writer's. Elsewhere it is a named ``.vs-<random>.vs-tmp`` file, and its writer
+holds an ``flock`` on it for its whole life, so a clean-up can tell a dead
+writer's leftover (lock free) from a live one's.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable
 
 from ..._keys import TEMP_SUFFIX
 from ._linux import preallocate, start_writeback
+from ._tree import replace
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_CLOEXEC
 _O_TMPFILE: int = getattr(os, "O_TMPFILE", 0)
@@ -49,11 +51,12 @@ class TempFile:
         self.size = 0
         self._preallocate = True
         self.fd = self._create(dir_fd)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
-        except BaseException:
-            self.discard()
-            raise
+        if self.name is not None:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX)
+            except BaseException:
+                self.discard()
+                raise
 
     def _create(self, dir_fd: int) -> int:
         if _CAN_LINK_UNNAMED:
@@ -107,19 +110,29 @@ class TempFile:
         """Rename the file to `name` in folder `dir_fd`, replacing what is there.
 
         The caller holds that folder's lock. An unnamed file is first linked as
-        ``<name>.vs-tmp``, a name only ever made under that lock.
+        ``<name>.vs-tmp``, a name that only exists under that lock: if the rename
+        fails, the name is gone again before this raises.
         """
-        if self.name is None:
-            staging = name + TEMP_SUFFIX
-            source = f"/proc/self/fd/{self.fd}"
-            try:
-                os.link(source, staging, dst_dir_fd=dir_fd, follow_symlinks=True)
-            except FileExistsError:  # a crashed writer's leftover
+        if self.name is not None:
+            if self.dir_fd == dir_fd:
+                replace(dir_fd, self.name, name, lazy=not self.durable)
+            else:  # a named temp file, in the folder as it was opened before streaming
+                os.rename(self.name, name, src_dir_fd=self.dir_fd, dst_dir_fd=dir_fd)
+            self.name = None
+            return
+        staging = name + TEMP_SUFFIX
+        source = f"/proc/self/fd/{self.fd}"
+        try:
+            os.link(source, staging, dst_dir_fd=dir_fd, follow_symlinks=True)
+        except FileExistsError:  # a crashed writer's leftover
+            os.unlink(staging, dir_fd=dir_fd)
+            os.link(source, staging, dst_dir_fd=dir_fd, follow_symlinks=True)
+        try:
+            replace(dir_fd, staging, name, lazy=not self.durable)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(staging, dir_fd=dir_fd)
-                os.link(source, staging, dst_dir_fd=dir_fd, follow_symlinks=True)
-            self.name, self.dir_fd = staging, dir_fd
-        os.rename(self.name, name, src_dir_fd=self.dir_fd, dst_dir_fd=dir_fd)
-        self.name = None
+            raise
 
     def discard(self) -> None:
         """Close the file and remove it if it still has a temporary name."""

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ..._errors import KeyConflictError, StorageError
-from ._linux import open_beneath
+from ._linux import exchange, open_beneath
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
@@ -129,6 +129,21 @@ def unlink(dir_fd: int, name: str) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def replace(dir_fd: int, source: str, target: str, *, lazy: bool) -> None:
+    """Rename `source` over `target` in the folder: readers see the old file or the
+    new one, never neither. Raises ``OSError``.
+
+    `lazy` means the new file will not be fsynced. Then the two names are swapped
+    and the old file unlinked, which spares the ``rename`` the writeback ext4 starts
+    for a small unsynced file renamed over another (see `_linux`); after a power
+    cut such a file may be empty, as any unsynced file may.
+    """
+    if lazy and exchange(dir_fd, source, target):
+        os.unlink(source, dir_fd=dir_fd)
+    else:
+        os.rename(source, target, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
 
 
 def is_removed(dir_fd: int) -> bool:
