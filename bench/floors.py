@@ -23,7 +23,7 @@ import tempfile
 import obstore
 from obstore.store import LocalStore
 
-from _common import timed
+from _common import interleaved
 from visiona_storage.backends.localfs._linux import exchange
 
 
@@ -98,21 +98,22 @@ def main() -> None:
         def obstore_list() -> None:
             assert sum(len(batch) for batch in obstore.list(theirs, "objects/")) == len(keys)
 
+        def nothing() -> None:
+            pass
+
         bare_puts()
         obstore_puts()
         rows = [
-            ("1 KiB puts", bare_puts, obstore_puts, 1.0),
-            ("stats", bare_stats, obstore_heads, 3.0),
-            (f"list {len(keys)} keys", bare_list, obstore_list, 1.0),
+            ("1 KiB puts over objects written a moment before", bare_puts, obstore_puts, 1.0, nothing),
+            ("1 KiB puts over objects on disk (os.sync first)", bare_puts, obstore_puts, 1.0, os.sync),
+            ("stats", bare_stats, obstore_heads, 3.0, nothing),
+            (f"list {len(keys)} keys", bare_list, obstore_list, 1.0, nothing),
         ]
         print(f"{len(keys)} objects, median of {options.runs} runs after a warm-up")
         print("| operation | bare syscalls of our layout, s | obstore, s | floor ratio | target |")
         print("|---|---|---|---|---|")
-        for name, bare, other, target in rows:
-            bare()
-            other()
-            mine = [timed(bare) for _ in range(options.runs)]
-            theirs_times = [timed(other) for _ in range(options.runs)]
+        for name, bare, other, target, settle in rows:
+            mine, theirs_times = interleaved(options.runs, bare, other, settle)
             floor = statistics.median(theirs_times) / statistics.median(mine)
             print(
                 f"| {name} | {statistics.median(mine):.3f} | {statistics.median(theirs_times):.3f} "

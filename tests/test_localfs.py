@@ -419,7 +419,11 @@ def test_a_killed_writer_leaves_no_temp_file(store: vs.LocalFSStore, root: Path)
 # Threads.
 
 
-def test_threads_writing_one_key_never_mix_data_and_metadata(store: vs.LocalFSStore) -> None:
+@pytest.mark.parametrize("fsync", [True, False])
+def test_threads_writing_one_key_never_mix_data_and_metadata(root: Path, fsync: bool) -> None:
+    # Without fsync, a put swaps its files in (`_tree.replace`): the key never goes missing.
+    store = vs.LocalFSStore(root, fsync=fsync)
+    store.put("hot", b"first", metadata={"sha256": hashlib.sha256(b"first").hexdigest()})
     errors: list[str] = []
     stop = threading.Event()
 
@@ -434,6 +438,7 @@ def test_threads_writing_one_key_never_mix_data_and_metadata(store: vs.LocalFSSt
                 with store.get("hot") as r:
                     data, info = r.read(), r.info
             except vs.NotFoundError:
+                errors.append("missing")
                 continue
             if not hashlib.sha256(data).hexdigest() == info.etag == info.metadata["sha256"]:
                 errors.append(info.etag)
@@ -451,6 +456,7 @@ def test_threads_writing_one_key_never_mix_data_and_metadata(store: vs.LocalFSSt
     final = store.stat("hot")
     with store.get("hot") as r:
         assert hashlib.sha256(r.read()).hexdigest() == final.etag == final.metadata["sha256"]
+    store.close()
 
 
 def test_the_next_put_of_a_key_removes_its_leftovers(store: vs.LocalFSStore, root: Path) -> None:

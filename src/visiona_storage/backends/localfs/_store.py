@@ -46,7 +46,10 @@ class LocalFSStore(Store):
 
     Metadata lives in ``c.nef.meta.json`` beside it. Writes stream to a temp file
     in the same folder and are published by rename; with `fsync` (the default)
-    data, sidecar and folder are synced before `put` returns. The blocks of a
+    data, sidecar and folder are synced before `put` returns. Without it nothing
+    is: a process crash still leaves every object whole, but after a power cut an
+    object written in the last half minute may be its previous version, empty, or
+    reported unreadable. The blocks of a
     replaced or deleted object of 8 MiB or more are freed by a background thread
     just after `put` or `delete` returns (see `_reclaim`); a write that finds the
     disk full waits for them, and so does `close`. Nothing outside `root` is
