@@ -3,6 +3,8 @@
 
 - GET of 256 MiB with a presigned URL, against nginx serving the file;
 - PUT of 256 MiB through serve, against `store.put` of the same file in-process;
+  beside it, the bound for one uvicorn worker: an app that only receives the
+  body and drops it (`_sink_asgi.py`);
 - 4 KiB signed GETs per second, against nginx's 4 KiB GETs, both driven by wrk;
   beside them, two bounds for one Python worker on uvicorn: an app that only
   returns 4 KiB from memory (`_hello_asgi.py`), and one that only checks the
@@ -210,6 +212,21 @@ def figures(runs: int = 5, mib: int = 256, seconds: int = 5, folder: str | None 
                     rates(ours),
                     rates(theirs),
                     0.7,
+                )
+            )
+            sink_port = _free_port()
+            with _uvicorn("_sink_asgi:app", sink_port):
+                sink = _curl("-T", source, f"http://127.0.0.1:{sink_port}/")
+                ours, theirs = interleaved(runs, sink, store_put, settle)
+            found.append(
+                Figure(
+                    f"PUT {mib} MiB to a bare ASGI app on uvicorn that drops the body "
+                    "(the ceiling of one worker)",
+                    "store.put of the same file",
+                    "MiB/s",
+                    rates(ours),
+                    rates(theirs),
+                    note="no signature, no hash, no file: bench/_sink_asgi.py",
                 )
             )
             mine: list[float] = []
