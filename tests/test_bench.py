@@ -3,10 +3,15 @@ and JSON with every figure. No timing is judged here; see bench/run.py for figur
 
 from __future__ import annotations
 
+import http.client
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+from servers import LiveServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,3 +75,34 @@ def _compare(*results: Path) -> list[str]:
         text=True,
         timeout=60,
     ).stdout.splitlines()
+
+
+def test_the_upload_ceiling_app_receives_the_whole_body(live: LiveServer) -> None:
+    """bench/_sink_asgi.py, the bound beside PUT through serve, reads every message
+    of a chunked upload before it answers (it must not answer early)."""
+    spec = importlib.util.spec_from_file_location("_sink_asgi", ROOT / "bench" / "_sink_asgi.py")
+    assert spec is not None
+    assert spec.loader is not None
+    sink = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sink)
+    received = 0
+
+    async def counting(scope: Any, receive: Any, send: Any) -> None:
+        async def counted() -> Any:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            return message
+
+        await sink.app(scope, counted, send)
+
+    live.serve(counting)
+    conn = http.client.HTTPConnection("127.0.0.1", live.port, timeout=30)
+    try:
+        chunks = (b"x" * (256 << 10) for _ in range(12))  # 3 MiB, sent chunked
+        conn.request("PUT", "/", body=chunks, encode_chunked=True)
+        response = conn.getresponse()
+        assert (response.status, response.read()) == (200, b"ok")
+    finally:
+        conn.close()
+    assert received == 3 << 20
