@@ -11,16 +11,18 @@ import socket
 import threading
 import urllib.parse
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from starlette.datastructures import QueryParams
+from starlette.datastructures import Headers, QueryParams
 
 import visiona_storage as vs
 from servers import LiveServer
-from visiona_storage.http import _query, create_app
+from visiona_storage.http import _get_headers, _http_date, _query, create_app
 
 MiB = 1 << 20
 
@@ -427,3 +429,29 @@ _QUERY_ALPHABET = "aZ09=&%+;-._~é \x00" + "X-VS-Signature"
 def test_the_query_is_read_as_starlette_reads_it(text: str) -> None:
     raw = text.encode("latin-1", "replace")
     assert _query(raw) == dict(QueryParams(raw.decode("latin-1")))
+
+
+@given(st.datetimes(min_value=datetime(1000, 1, 1), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)))
+def test_http_dates_are_written_as_email_utils_writes_them(when: datetime) -> None:
+    assert _http_date(when) == format_datetime(when, usegmt=True)
+
+
+def test_http_dates_of_other_time_zones_are_given_in_gmt() -> None:
+    tokyo = timezone(timedelta(hours=9))
+    assert _http_date(datetime(2026, 1, 1, 8, 30, tzinfo=tokyo)) == "Wed, 31 Dec 2025 23:30:00 GMT"
+
+
+def test_a_get_reads_its_conditions_from_the_raw_headers_as_starlette_does() -> None:
+    scope = {
+        "headers": [
+            (b"host", b"example.com"),
+            (b"range", b"bytes=0-9"),
+            (b"if-none-match", b'"a"'),
+            (b"if-none-match", b'"b"'),  # the first of a repeated header counts
+            (b"x-amz-meta-range", b"no"),
+        ]
+    }
+    found = _get_headers(scope)
+    assert found == {"range": "bytes=0-9", "if-none-match": '"a"'}
+    for name in ("range", "if-none-match", "if-match"):
+        assert found.get(name) == Headers(scope=scope).get(name)

@@ -26,8 +26,10 @@ import weakref
 from typing import NamedTuple
 
 RECLAIM_FROM = 8 << 20
-"""Files smaller than this are freed in the call: their blocks come back in well
-under a millisecond, less than a thread hand-off is worth."""
+"""Files smaller than this are freed in the call. Their blocks come back in well
+under a millisecond (70-88 us for a 1 KiB file on this project's disk, mostly
+the discard), and handing them to the thread made 1 KiB puts slower, not faster
+(650-700 us against 430: the put still makes two files, where its time goes)."""
 MAX_HELD = 32
 """At most this many files wait to be closed; past that, `release` closes in the
 caller, so a burst of deletes cannot pile up descriptors."""
