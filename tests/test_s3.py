@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -258,3 +259,49 @@ def test_streaming_1gib_to_s3_keeps_memory_bounded(moto: S3Server, bucket: str) 
     print(f"\nS3 put+get of 512 MiB on moto: peak RSS {result['peak_rss_kib'] / 1024:.1f} MiB")
     assert result["intact"]
     assert result["peak_rss_kib"] / 1024 < 128
+
+
+def test_a_body_known_to_need_parts_is_read_while_the_upload_is_created(moto: S3Server, bucket: str) -> None:
+    """The first part is read while CreateMultipartUpload is under way, not before it."""
+    store = _store(moto, bucket, part_size=5 * MiB, concurrency=2)
+    creating = threading.Event()
+    store._client.meta.events.register("before-call.s3.CreateMultipartUpload", lambda **_: creating.set())
+    seen_while_reading: list[bool] = []
+
+    def body() -> Iterator[bytes]:
+        yield b"a" * MiB
+        seen_while_reading.append(creating.wait(10))  # still inside the first part
+        for _ in range(10):
+            yield b"b" * MiB
+
+    info = store.put("overlap", body(), size=11 * MiB)
+    assert seen_while_reading == [True]
+    assert info.size == 11 * MiB
+    with store.get("overlap") as reader:
+        assert reader.read() == b"a" * MiB + b"b" * (10 * MiB)
+
+
+@pytest.mark.parametrize("failure", ["size-mismatch", "caller-error"])
+def test_a_body_that_fails_in_its_first_part_leaves_no_upload_behind(
+    server: S3Server, server_bucket: str, failure: str
+) -> None:
+    """The upload was created while the first part was read: it is aborted."""
+    store = _store(server, server_bucket, part_size=5 * MiB, concurrency=2)
+    created = threading.Event()
+    store._client.meta.events.register("after-call.s3.CreateMultipartUpload", lambda **_: created.set())
+
+    class CallerError(Exception):
+        pass
+
+    def body() -> Iterator[bytes]:
+        yield b"x" * MiB
+        assert created.wait(10)  # fail only once the upload exists
+        if failure == "caller-error":
+            raise CallerError
+
+    expected: type[Exception] = vs.SizeMismatchError if failure == "size-mismatch" else CallerError
+    with pytest.raises(expected):
+        store.put("k", body(), size=20 * MiB)
+    assert _uploads(server, server_bucket) == []
+    with pytest.raises(vs.NotFoundError):
+        store.stat("k")

@@ -19,7 +19,7 @@ from ..._keys import key_problem
 from ..._models import ObjectInfo, ObjectReader
 from ..._store import Store
 from ._errors import error_code, s3_errors
-from ._upload import MultipartUpload, part_size_for, parts, run_aborting
+from ._upload import MultipartUpload, create_while_reading, part_size_for, parts, run_aborting
 
 log = logging.getLogger("visiona_storage.s3")
 
@@ -129,8 +129,11 @@ class S3Store(Store):
         pieces = parts(body, part_size)
         with self._errors(key, "store"):
             try:
-                first = next(pieces)
-                if len(first) < part_size:
+                # A body known to need parts does not wait for its first one: the
+                # upload is created while that part is read.
+                known_multipart = body.size > part_size and (not conditions or self.multipart_conditions)
+                first = None if known_multipart else next(pieces)
+                if first is not None and len(first) < part_size:
                     response = self._client.put_object(
                         Bucket=self.bucket, Key=key, Body=first, **headers, **conditions
                     )
@@ -154,13 +157,17 @@ class S3Store(Store):
     def _put_multipart(
         self,
         key: str,
-        first: bytearray,
+        first: bytearray | None,
         rest: Iterator[bytearray],
         headers: dict[str, Any],
         conditions: dict[str, str],
     ) -> tuple[dict[str, Any], int]:
-        """Upload as a multipart upload; return the completion's response and the size."""
-        upload = MultipartUpload(self._client, self.bucket, key, headers)
+        """Upload as a multipart upload, `first` (if not yet read, the first part of
+        `rest`) then the rest; return the completion's response and the size."""
+        if first is None:
+            upload, first = create_while_reading(self._client, self.bucket, key, headers, rest)
+        else:
+            upload = MultipartUpload(self._client, self.bucket, key, headers)
         response = run_aborting(
             upload,
             lambda: upload.complete(upload.upload(first, rest, self.concurrency), conditions),
