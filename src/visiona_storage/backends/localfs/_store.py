@@ -256,15 +256,15 @@ class LocalFSStore(Store):
 
         An object whose sidecar is unreadable can be overwritten, but matches no ETag.
         """
-        try:
-            if found is None:
-                raise NotFoundError(f"no object at key {key!r}", key)
-            current: sidecar.Version | None = self._version(dir_fd, name, key, found)[0]
-            exists = True
-        except NotFoundError:
-            current, exists = None, False
-        except sidecar.CorruptSidecarError:
-            current, exists = None, True
+        current: sidecar.Version | None = None
+        exists = found is not None
+        if found is not None:
+            try:
+                current = self._version(dir_fd, name, key, found)[0]
+            except NotFoundError:
+                exists = False
+            except sidecar.CorruptSidecarError:
+                pass  # exists, at no ETag
         if if_none_match == "*" and exists:
             raise PreconditionFailedError(f"object {key!r} already exists", key)
         if if_match is not None and (current is None or current.etag != if_match):
