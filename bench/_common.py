@@ -8,7 +8,9 @@ its min-max over the runs.
 from __future__ import annotations
 
 import json
+import os
 import platform
+import shutil
 import statistics
 import subprocess
 import time
@@ -23,6 +25,19 @@ def timed(action: Callable[[], object]) -> float:
     start = time.perf_counter()
     action()
     return time.perf_counter() - start
+
+
+def install_commands(packages: dict[str, str]) -> None:
+    """apt-get the Debian package of each command in `packages` (command: package)
+    that is not on the PATH; needs root."""
+    missing = [package for command, package in packages.items() if shutil.which(command) is None]
+    if not missing:
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], check=True, env=env
+    )
 
 
 def peak_rss_mib() -> float:

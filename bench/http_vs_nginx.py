@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -32,7 +31,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import visiona_storage as vs
-from _common import Figure, interleaved, table
+from _common import Figure, install_commands, interleaved, table
 
 MiB = 1 << 20
 
@@ -56,16 +55,8 @@ def _wait(port: int) -> None:
 
 
 def install() -> None:
-    """nginx and wrk from Debian, if missing (needs root)."""
-    if shutil.which("nginx") and shutil.which("wrk"):
-        return
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "nginx-light", "wrk"],
-        check=True,
-        env=env,
-    )
+    """nginx, wrk and curl from Debian, if missing (needs root)."""
+    install_commands({"nginx": "nginx-light", "wrk": "wrk", "curl": "curl"})
 
 
 def _nginx(root: str, folder: str) -> tuple[subprocess.Popen[bytes], int]:

@@ -5,6 +5,12 @@ Each process makes the transfer twice. The second, with the client warm (its
 connections open, boto3's operation models loaded), is the figure, as in a
 long-running service; the first, the cold start of a new process, is in the note.
 
+Two more measures show how much of a figure is the client's doing. A get by curl
+on a presigned URL (no Python at all; curl's own transfer time) is a row beside
+boto3's. And when the bench starts the cluster itself, the note of each figure
+gives the CPU seconds Ceph's daemons spent per warm transfer of each client,
+against its wall time: on these 2 cores the server, not the client, sets the pace.
+
     .venv/bin/python bench/s3_vs_boto3.py [--runs 3] [--sizes 64,1024]
 
 Starts a throw-away Ceph cluster with scripts/ceph-rgw (root, Debian packages) unless
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _common import Figure, peak_rss_mib, table
+from _common import Figure, install_commands, peak_rss_mib, table
 
 MiB = 1 << 20
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,23 +69,49 @@ def _obstore(env: dict[str, str], bucket: str) -> Any:
     )
 
 
+SERVER_PIDS = "BENCH_CEPH_PIDS"
+"""The environment variable that gives a child the PIDs of Ceph's daemons (comma-separated)."""
+
+
 def child(mode: str, source: str, bucket: str) -> None:
     """One measurement in a fresh process: prints the seconds of a cold and of a warm
-    transfer, and peak RSS, as JSON."""
+    transfer, the CPU seconds Ceph's daemons spent on the warm one (if their PIDs
+    are given), and peak RSS, as JSON."""
     transfer = _transfer(mode, source, bucket)
+    server = [int(pid) for pid in os.environ.get(SERVER_PIDS, "").split(",") if pid]
     cold = _timed(transfer)
+    before = cpu_seconds(server)
     seconds = _timed(transfer)
-    print(json.dumps({"cold": cold, "seconds": seconds, "peak_rss_mib": peak_rss_mib()}))
+    server_cpu = cpu_seconds(server) - before
+    print(
+        json.dumps(
+            {"cold": cold, "seconds": seconds, "server_cpu": server_cpu, "peak_rss_mib": peak_rss_mib()}
+        )
+    )
 
 
-def _timed(action: Callable[[], None]) -> float:
+def _timed(action: Callable[[], float | None]) -> float:
+    """The seconds `action` took: what it returns, or else its wall time."""
     start = time.perf_counter()
-    action()
-    return time.perf_counter() - start
+    reported = action()
+    return time.perf_counter() - start if reported is None else reported
 
 
-def _transfer(mode: str, source: str, bucket: str) -> Callable[[], None]:
-    """The put or get of `mode` ("ours-put", "boto3-get", ...), with its client made."""
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU seconds the processes `pids` have used (10 ms ticks)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone: counts nothing
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _transfer(mode: str, source: str, bucket: str) -> Callable[[], float | None]:
+    """The put or get of `mode` ("ours-put", "boto3-get", "curl-get", ...), with its
+    client made. curl's returns its own transfer time (not its process's start)."""
     env = dict(os.environ)
     who, operation = mode.split("-", maxsplit=1)
     size = os.path.getsize(source)
@@ -114,6 +147,22 @@ def _transfer(mode: str, source: str, bucket: str) -> Callable[[], None]:
             for _ in body.iter_chunks(MiB):
                 pass
 
+    elif who == "curl":
+        url = _client(env).generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": f"bench/ours-{size}"}, ExpiresIn=3600
+        )
+
+        def curl_get() -> float:
+            out = subprocess.run(
+                ["curl", "-sS", "-f", "-o", "/dev/null", "-w", "%{time_total}", url],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+            return float(out)
+
+        return curl_get
+
     else:
         import obstore  # noqa: PLC0415
 
@@ -144,12 +193,14 @@ def _run_child(mode: str, source: str, bucket: str, env: dict[str, str]) -> dict
 
 def figures(runs: int = 3, sizes: tuple[int, ...] = (64, 1024), folder: str | None = None) -> list[Figure]:
     """S3Store against raw boto3 and obstore on Ceph; each transfer in a process of its own."""
+    install_commands({"curl": "curl"})
     found: list[Figure] = []
     with tempfile.TemporaryDirectory(dir=folder) as work:
         env = dict(os.environ)
         started_here = "CEPH_RGW_ENDPOINT" not in env
         if started_here:
             env.update(start_ceph(os.path.join(work, "ceph")))
+            env[SERVER_PIDS] = ",".join(str(pid) for pid in ceph_pids(os.path.join(work, "ceph")))
         try:
             bucket = "bench"
             _client(env).create_bucket(Bucket=bucket)
@@ -159,43 +210,78 @@ def figures(runs: int = 3, sizes: tuple[int, ...] = (64, 1024), folder: str | No
                     for _ in range(mib):
                         out.write(os.urandom(MiB))
                 for operation in ("put", "get"):
-                    results: dict[str, list[dict[str, float]]] = {"ours": [], "boto3": [], "obstore": []}
+                    # curl gets the object our put stored
+                    clients = ("boto3", "obstore", "ours") + (("curl",) if operation == "get" else ())
+                    results: dict[str, list[dict[str, float]]] = {who: [] for who in clients}
                     for run in range(runs + 1):
-                        for who in ("boto3", "obstore", "ours"):
+                        for who in clients:
                             result = _run_child(f"{who}-{operation}", source, bucket, env)
                             if run:  # the first round warms up
                                 results[who].append(result)
-                    rate = {who: [mib / r["seconds"] for r in rs] for who, rs in results.items()}
-                    cold = {who: [mib / r["cold"] for r in rs] for who, rs in results.items()}
-                    rss = {who: [r["peak_rss_mib"] for r in rs] for who, rs in results.items()}
-                    what = "upload_fileobj" if operation == "put" else "streamed get_object"
-                    name = f"S3 {operation} {mib} MiB on Ceph"
-                    for who, baseline, target in (
-                        ("boto3", f"boto3 {what}", 1.0),
-                        ("obstore", f"obstore S3Store {operation}", 0.95),
-                    ):
-                        first = Figure(name, baseline, "MiB/s", cold["ours"], cold[who])
-                        note = f"first transfer of a new process: {first.ratio:.2f}"
-                        found.append(
-                            Figure(name, baseline, "MiB/s", rate["ours"], rate[who], target, note=note)
-                        )
-                    found.append(
-                        Figure(
-                            f"{name}: peak RSS",
-                            "boto3's",
-                            "MiB",
-                            rss["ours"],
-                            rss["boto3"],
-                            limit=128,
-                            higher_is_better=False,
-                            note=f"obstore {max(rss['obstore']):.1f} MiB",
-                        )
-                    )
+                    found += _figures(operation, mib, results)
                 os.unlink(source)
         finally:
             if started_here:
                 stop_ceph(os.path.join(work, "ceph"))
     return found
+
+
+def _figures(operation: str, mib: int, results: dict[str, list[dict[str, float]]]) -> list[Figure]:
+    """The rows of one operation on one size, from each client's child results."""
+    rate = {who: [mib / r["seconds"] for r in rs] for who, rs in results.items()}
+    cold = {who: [mib / r["cold"] for r in rs] for who, rs in results.items()}
+    rss = {who: [r["peak_rss_mib"] for r in rs] for who, rs in results.items()}
+    what = "upload_fileobj" if operation == "put" else "streamed get_object"
+    name = f"S3 {operation} {mib} MiB on Ceph"
+    found = []
+    for who, baseline, target in (
+        ("boto3", f"boto3 {what}", 1.0),
+        ("obstore", f"obstore S3Store {operation}", 0.95),
+    ):
+        first = Figure(name, baseline, "MiB/s", cold["ours"], cold[who])
+        note = f"first transfer of a new process: {first.ratio:.2f}{_server_note(results)}"
+        found.append(Figure(name, baseline, "MiB/s", rate["ours"], rate[who], target, note=note))
+    if "curl" in rate:
+        found.append(
+            Figure(
+                f"{name} by curl on a presigned URL (no Python client: what the server gives)",
+                f"boto3 {what}",
+                "MiB/s",
+                rate["curl"],
+                rate["boto3"],
+                note="curl's own transfer time, without its process's start",
+            )
+        )
+    found.append(
+        Figure(
+            f"{name}: peak RSS",
+            "boto3's",
+            "MiB",
+            rss["ours"],
+            rss["boto3"],
+            limit=128,
+            higher_is_better=False,
+            note=f"obstore {max(rss['obstore']):.1f} MiB",
+        )
+    )
+    return found
+
+
+def _server_note(results: dict[str, list[dict[str, float]]]) -> str:
+    """What Ceph's daemons spent per warm transfer of each client (medians), if measured."""
+    if not any(r["server_cpu"] for rs in results.values() for r in rs):
+        return ""  # a cluster the bench did not start
+    spent = ", ".join(
+        f"{who} {statistics.median(r['server_cpu'] for r in rs):.2f} s"
+        f" in {statistics.median(r['seconds'] for r in rs):.2f} s"
+        for who, rs in results.items()
+    )
+    return f"; Ceph's CPU per transfer in wall time, median: {spent}"
+
+
+def ceph_pids(folder: str) -> list[int]:
+    """The PIDs of the daemons of the cluster `start_ceph` started in `folder`."""
+    return [int(path.read_text()) for path in sorted(Path(folder, "run").glob("*.pid"))]
 
 
 def start_ceph(folder: str) -> dict[str, str]:

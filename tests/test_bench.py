@@ -6,12 +6,16 @@ from __future__ import annotations
 import http.client
 import importlib.util
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from servers import LiveServer
+import pytest
+
+from servers import LiveServer, S3Server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,11 +84,7 @@ def _compare(*results: Path) -> list[str]:
 def test_the_upload_ceiling_app_receives_the_whole_body(live: LiveServer) -> None:
     """bench/_sink_asgi.py, the bound beside PUT through serve, reads every message
     of a chunked upload before it answers (it must not answer early)."""
-    spec = importlib.util.spec_from_file_location("_sink_asgi", ROOT / "bench" / "_sink_asgi.py")
-    assert spec is not None
-    assert spec.loader is not None
-    sink = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sink)
+    sink = _bench_module("_sink_asgi")
     received = 0
 
     async def counting(scope: Any, receive: Any, send: Any) -> None:
@@ -106,3 +106,75 @@ def test_the_upload_ceiling_app_receives_the_whole_body(live: LiveServer) -> Non
     finally:
         conn.close()
     assert received == 3 << 20
+
+
+def test_the_s3_harness_measures_each_client_and_curl_on_ceph(ceph: S3Server) -> None:
+    """bench/s3_vs_boto3.py, in a tiny run on the suite's Ceph cluster, gives every
+    row: ours against boto3 and obstore, curl's get, and peak RSS."""
+    env = {
+        **os.environ,
+        "CEPH_RGW_ENDPOINT": ceph.endpoint,
+        "CEPH_RGW_ACCESS_KEY": ceph.access_key,
+        "CEPH_RGW_SECRET_KEY": ceph.secret_key,
+    }
+    try:
+        out = subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "s3_vs_boto3.py"), "--runs", "1", "--sizes", "1"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        ).stdout
+    finally:
+        ceph.drop_bucket("bench")
+    rows = [line.split(" | ")[0].removeprefix("| ") for line in out.splitlines() if line.startswith("| S3 ")]
+    assert rows == [
+        "S3 put 1 MiB on Ceph",
+        "S3 put 1 MiB on Ceph",
+        "S3 put 1 MiB on Ceph: peak RSS",
+        "S3 get 1 MiB on Ceph",
+        "S3 get 1 MiB on Ceph",
+        "S3 get 1 MiB on Ceph by curl on a presigned URL (no Python client: what the server gives)",
+        "S3 get 1 MiB on Ceph: peak RSS",
+    ]
+
+
+def test_the_s3_harness_counts_the_cpu_of_the_cluster_it_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemons are found by scripts/ceph-rgw's pid files; one that is gone counts
+    nothing; the note gives each client's median CPU and wall seconds."""
+    s3 = _bench_module("s3_vs_boto3", monkeypatch)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "mon.a.pid").write_text(f"{os.getpid()}\n")
+    (tmp_path / "run" / "osd.0.pid").write_text("999999999\n")
+    pids = s3.ceph_pids(str(tmp_path))
+    assert pids == [os.getpid(), 999999999]
+    before = s3.cpu_seconds(pids)
+    start = time.process_time()
+    while time.process_time() - start < 0.2:
+        pass
+    assert s3.cpu_seconds(pids) - before >= 0.1
+    results = {
+        "ours": [{"seconds": 0.5, "server_cpu": 0.75}, {"seconds": 0.7, "server_cpu": 0.85}],
+        "boto3": [{"seconds": 0.6, "server_cpu": 0.8}, {"seconds": 0.6, "server_cpu": 0.9}],
+    }
+    assert s3._server_note(results) == (
+        "; Ceph's CPU per transfer in wall time, median: ours 0.80 s in 0.60 s, boto3 0.85 s in 0.60 s"
+    )
+    unmeasured = {who: [dict(r, server_cpu=0.0) for r in rs] for who, rs in results.items()}
+    assert s3._server_note(unmeasured) == ""
+
+
+def _bench_module(name: str, monkeypatch: pytest.MonkeyPatch | None = None) -> Any:
+    """bench/`name`.py, imported (with bench/ on the path for its own imports if
+    `monkeypatch` is given)."""
+    if monkeypatch is not None:
+        monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
