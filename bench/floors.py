@@ -1,16 +1,10 @@
-"""The floors under three localfs targets: the bare system calls our layout needs,
-issued from Python with nothing else (no validation, no JSON, no locking, no
-crash safety), against obstore in the same run.
+"""The floors under three localfs targets: the bare system calls our layout needs
+(`_bare.py`: no validation, no JSON, no locking, no crash safety), against obstore
+in the same run. If a floor is already below a target, no implementation of this
+layout in Python can meet it. bench/run.py measures the put and list floors beside
+our own figures in every run; this runs them alone, and the stats floor too.
 
     .venv/bin/python bench/floors.py [--objects 10000] [--runs 5] [--dir /work]
-
-The layout is the one DESIGN.md prescribes: each object is a data file plus a
-``.meta.json`` sidecar. So a put publishes two files (obstore: one), a stat reads
-a sidecar besides the file's inode (obstore: the inode only), and a listing reads
-every sidecar (obstore: names and inodes). If a floor is already below a target,
-no implementation of this layout in Python can meet it. A file published over
-another is swapped in and the old one unlinked, as the store does with fsync off
-(a plain ``rename`` over it makes ext4 start writing the new file out).
 """
 
 from __future__ import annotations
@@ -23,8 +17,8 @@ import tempfile
 import obstore
 from obstore.store import LocalStore
 
+import _bare
 from _common import interleaved
-from visiona_storage.backends.localfs._tree import replace
 
 
 def main() -> None:
@@ -34,55 +28,21 @@ def main() -> None:
     parser.add_argument("--dir", default=None)
     options = parser.parse_args()
     payload = os.urandom(1024)
-    sidecar = (
-        b'{"format":1,"versions":[{"etag":"' + b"0" * 64 + b'","content_type":"application/octet-stream"}]}'
-    )
     keys = [f"objects/{i % 100:02d}/{i:06d}.bin" for i in range(options.objects)]
     with tempfile.TemporaryDirectory(dir=options.dir) as work:
         root = os.path.join(work, "bare")
-        for n in range(100):
-            os.makedirs(os.path.join(root, "objects", f"{n:02d}"))
+        root_fd = _bare.make_folders(root, keys)
         os.makedirs(os.path.join(work, "obstore"))
         theirs = LocalStore(os.path.join(work, "obstore"))
-        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 
-        def publish(dir_fd: int, name: str, data: bytes) -> None:
-            fd = os.open(name + ".tmp", flags, 0o644, dir_fd=dir_fd)
-            os.write(fd, data)
-            os.close(fd)
-            replace(dir_fd, name + ".tmp", name, lazy=True)  # as a put with fsync off does
+        def bare_puts() -> None:
+            _bare.puts(root_fd, keys, payload)
 
-        def bare_puts() -> None:  # open the folder, publish data and sidecar
-            for key in keys:
-                folder, name = key.rsplit("/", 1)
-                dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY, dir_fd=root_fd)
-                publish(dir_fd, name, payload)
-                publish(dir_fd, name + ".meta.json", sidecar)
-                os.close(dir_fd)
+        def bare_stats() -> None:
+            _bare.stats(root_fd, keys)
 
-        def bare_stats() -> None:  # the data file's inode and the sidecar's bytes
-            for key in keys:
-                os.stat(key, dir_fd=root_fd, follow_symlinks=False)
-                fd = os.open(key + ".meta.json", os.O_RDONLY, dir_fd=root_fd)
-                os.read(fd, 65536)
-                os.close(fd)
-
-        def bare_list() -> None:  # names, inodes and sidecars, folder by folder
-            count = 0
-            for n in range(100):
-                folder = os.path.join(root, "objects", f"{n:02d}")
-                dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-                for entry in sorted(os.scandir(dir_fd), key=lambda e: e.name):
-                    if entry.name.endswith(".meta.json"):
-                        continue
-                    entry.stat(follow_symlinks=False)
-                    fd = os.open(entry.name + ".meta.json", os.O_RDONLY, dir_fd=dir_fd)
-                    os.read(fd, 65536)
-                    os.close(fd)
-                    count += 1
-                os.close(dir_fd)
-            assert count == len(keys)
+        def bare_list() -> None:
+            assert _bare.listing(os.path.join(root, "objects")) == len(keys)
 
         def obstore_puts() -> None:
             for key in keys:

@@ -2,7 +2,9 @@
 10,000 puts of 1 KiB (fsync off) over objects still in the page cache and over
 objects on disk, 10,000 stats, and a streamed listing of 100,000 keys (time, and
 memory in a process of its own). obstore stores no metadata; we keep an ETag
-(SHA-256), a content type and metadata per object, and list them all.
+(SHA-256), a content type and metadata per object, and list them all. Beside the
+puts over objects on disk and the listing, the bare system calls of our layout
+(`_bare.py`) do the same against obstore: the floor for any code of this layout.
 
     .venv/bin/python bench/localfs_vs_obstore.py [--objects 10000] [--listed 100000] [--runs 5]
 """
@@ -19,8 +21,11 @@ import tempfile
 import obstore
 from obstore.store import LocalStore
 
+import _bare
 import visiona_storage as vs
 from _common import Figure, interleaved, peak_rss_mib, rss_mib, table
+
+BARE = "no checks, no JSON, no lock, no crash safety: bench/_bare.py"
 
 
 def list_child(root: str, prefix: str) -> None:
@@ -90,6 +95,21 @@ def figures(
                     1.0,
                 )
             )
+        bare_fd = _bare.make_folders(os.path.join(work, "bare"), keys)
+        try:
+            floor, other = interleaved(runs, lambda: _bare.puts(bare_fd, keys, payload), theirs_puts, os.sync)
+        finally:
+            os.close(bare_fd)
+        found.append(
+            Figure(
+                f"localfs {objects} puts of 1 KiB over objects on disk: the layout's bare system calls",
+                "obstore LocalStore put",
+                "puts/s",
+                per_second(objects, floor),
+                per_second(objects, other),
+                note=BARE,
+            )
+        )
         mine, other = interleaved(runs, ours_stats, theirs_heads)
         found.append(
             Figure(
@@ -111,6 +131,22 @@ def figures(
                 other,
                 1.0,
                 higher_is_better=False,
+            )
+        )
+
+        def bare_list() -> None:
+            assert _bare.listing(os.path.join(work, "ours", "list")) == listed
+
+        floor, other = interleaved(runs, bare_list, theirs_list)
+        found.append(
+            Figure(
+                f"localfs list {listed} keys: the layout's bare system calls",
+                "obstore list",
+                "s",
+                floor,
+                other,
+                higher_is_better=False,
+                note=BARE,
             )
         )
         out = subprocess.run(
