@@ -15,11 +15,11 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from visiona_storage._keys import SIDECAR_SUFFIX as SUFFIX
 from visiona_storage.backends.localfs._tree import replace
 
 SIDECAR = b'{"format":1,"versions":[{"etag":"' + b"0" * 64 + b'","content_type":"application/octet-stream"}]}'
 """A sidecar of the size the store writes for a small object."""
-SUFFIX = ".meta.json"
 _WRITE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 
 

@@ -35,6 +35,8 @@ from _common import Figure, install_commands, peak_rss_mib, table
 
 MiB = 1 << 20
 ROOT = Path(__file__).resolve().parent.parent
+SERVER_PIDS = "BENCH_CEPH_PIDS"
+"""The environment variable that gives a child the PIDs of Ceph's daemons (comma-separated)."""
 
 
 def _client(env: dict[str, str]) -> Any:
@@ -67,10 +69,6 @@ def _obstore(env: dict[str, str], bucket: str) -> Any:
         virtual_hosted_style_request=False,
         client_options={"allow_http": True},
     )
-
-
-SERVER_PIDS = "BENCH_CEPH_PIDS"
-"""The environment variable that gives a child the PIDs of Ceph's daemons (comma-separated)."""
 
 
 def child(mode: str, source: str, bucket: str) -> None:
