@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 MiB = 1 << 20
 
@@ -38,6 +40,35 @@ def install_commands(packages: dict[str, str]) -> None:
     subprocess.run(
         ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], check=True, env=env
     )
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU seconds the processes `pids` have used, their ended
+    threads included (10 ms ticks); a process that is gone counts nothing."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def main_thread_cpu_seconds(pid: int) -> float:
+    """CPU seconds the main thread of process `pid` has run (the scheduler's
+    nanoseconds, so exact where ticks are 10 ms); 0.0 if the process is gone."""
+    try:
+        return int(Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[0]) / 1e9
+    except OSError:
+        return 0.0
+
+
+def children_cpu_seconds() -> float:
+    """User and system CPU seconds of this process's children that have ended and
+    been waited for (a `subprocess.run`, say)."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def peak_rss_mib() -> float:

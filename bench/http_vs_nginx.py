@@ -2,9 +2,12 @@
 (one worker, ``sendfile off``) serving the same files, in the same run:
 
 - GET of 256 MiB with a presigned URL, against nginx serving the file;
-- PUT of 256 MiB through serve, against `store.put` of the same file in-process;
-  beside it, the bound for one uvicorn worker: an app that only receives the
-  body and drops it (`_sink_asgi.py`);
+- PUT of 256 MiB through serve, against `store.put` of the same file in-process,
+  with the CPU each upload takes (serve, its event loop, curl); beside it, the
+  bound for one uvicorn worker: an app that only receives the body and drops it
+  (`_sink_asgi.py`), and the least time this machine's cores allow an upload
+  through serve: the CPU of serve's event loop and of curl, plus SHA-256 and
+  write+fsync of the same bytes as each costs alone, spread over every core;
 - 4 KiB signed GETs per second, against nginx's 4 KiB GETs, both driven by wrk;
   beside them, two bounds for one Python worker on uvicorn: an app that only
   returns 4 KiB from memory (`_hello_asgi.py`), and one that only checks the
@@ -19,10 +22,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import os
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,7 +36,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import visiona_storage as vs
-from _common import Figure, install_commands, interleaved, table
+from _common import (
+    Figure,
+    children_cpu_seconds,
+    cpu_seconds,
+    install_commands,
+    interleaved,
+    main_thread_cpu_seconds,
+    table,
+)
 
 MiB = 1 << 20
 
@@ -124,6 +137,76 @@ def _wrk(url: str, seconds: int) -> float:
     return float(match.group(1))
 
 
+class UploadCPU:
+    """The CPU seconds of each upload through serve: serve's whole process, its
+    event loop (the main thread, where uvicorn receives the body) and the client's
+    (curl, a child of this process)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.uploads: list[tuple[float, float, float]] = []
+        """(serve, its event loop, curl) per upload, in the order they ran."""
+
+    def around(self, upload: Callable[[], object]) -> Callable[[], None]:
+        """`upload`, with its CPU counted."""
+
+        def counted() -> None:
+            before = self._now()
+            upload()
+            after = self._now()
+            serve, loop, client = (a - b for a, b in zip(after, before, strict=True))
+            self.uploads.append((serve, loop, client))
+
+        return counted
+
+    def _now(self) -> tuple[float, float, float]:
+        return cpu_seconds([self.pid]), main_thread_cpu_seconds(self.pid), children_cpu_seconds()
+
+
+def hash_and_write_cpu(source: str, folder: str) -> tuple[float, float]:
+    """CPU seconds that SHA-256 alone, and writing a new file in `folder` and
+    fsyncing it alone, spend on the bytes of `source` (read in 4 MiB pieces, not
+    counted). The file is removed."""
+    digest = hashlib.sha256()
+    hashing = writing = 0.0
+    piece = memoryview(bytearray(4 * MiB))
+    path = os.path.join(folder, "alone.bin")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with open(source, "rb", buffering=0) as data:
+            while got := data.readinto(piece):
+                start = time.thread_time()
+                digest.update(piece[:got])
+                hashed = time.thread_time()
+                os.write(fd, piece[:got])
+                writing += time.thread_time() - hashed
+                hashing += hashed - start
+        start = time.thread_time()
+        os.fsync(fd)
+        writing += time.thread_time() - start
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return hashing, writing
+
+
+def least_upload_seconds(loop: float, client: float, hashing: float, writing: float, cores: int) -> float:
+    """The least wall time an upload can take when its event loop, its client, its
+    hashing and its writing need these CPU seconds and share `cores` perfectly."""
+    return (loop + client + hashing + writing) / cores
+
+
+def upload_cpu_note(cpu: UploadCPU, seconds: list[float], cores: int) -> str:
+    """The median CPU per upload beside its wall time, for the PUT figure's note."""
+    serve, loop, client = (statistics.median(column) for column in zip(*cpu.uploads, strict=True))
+    wall = statistics.median(seconds)
+    return (
+        f"CPU per upload, median: serve {serve:.2f} s (its event loop {loop:.2f} s), "
+        f"curl {client:.2f} s, in {wall:.2f} s of wall time: {(serve + client) / wall:.1f} "
+        f"of {cores} cores busy"
+    )
+
+
 def figures(runs: int = 5, mib: int = 256, seconds: int = 5, folder: str | None = None) -> list[Figure]:
     """serve against nginx (GET), against store.put (PUT), and 4 KiB GETs per second."""
     install()
@@ -194,7 +277,10 @@ def figures(runs: int = 5, mib: int = 256, seconds: int = 5, folder: str | None 
                 time.sleep(0.2)
                 store._reclaimer.drain()
 
-            ours, theirs = interleaved(runs, upload, store_put, settle)
+            cpu = UploadCPU(serve.pid)
+            ours, theirs = interleaved(runs, cpu.around(upload), store_put, settle)
+            del cpu.uploads[0]  # the warm-up's
+            cores = len(os.sched_getaffinity(0))
             found.append(
                 Figure(
                     f"PUT {mib} MiB through serve",
@@ -203,6 +289,22 @@ def figures(runs: int = 5, mib: int = 256, seconds: int = 5, folder: str | None 
                     rates(ours),
                     rates(theirs),
                     0.7,
+                    note=upload_cpu_note(cpu, ours, cores),
+                )
+            )
+            bound = [
+                least_upload_seconds(loop, client, *hash_and_write_cpu(source, work), cores)
+                for _, loop, client in cpu.uploads
+            ]
+            found.append(
+                Figure(
+                    f"PUT {mib} MiB through serve: the least time {cores} cores allow "
+                    "(serve's event loop and curl, SHA-256 and write+fsync as each costs alone)",
+                    "store.put of the same file",
+                    "MiB/s",
+                    rates(bound),
+                    rates(theirs),
+                    note="their CPU seconds summed and spread over every core, run by run",
                 )
             )
             sink_port = _free_port()

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _common import Figure, install_commands, peak_rss_mib, table
+from _common import Figure, cpu_seconds, install_commands, peak_rss_mib, table
 
 MiB = 1 << 20
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,18 +93,6 @@ def _timed(action: Callable[[], float | None]) -> float:
     start = time.perf_counter()
     reported = action()
     return time.perf_counter() - start if reported is None else reported
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User and system CPU seconds the processes `pids` have used (10 ms ticks)."""
-    ticks = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # gone: counts nothing
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _transfer(mode: str, source: str, bucket: str) -> Callable[[], float | None]:

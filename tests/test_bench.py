@@ -169,6 +169,49 @@ def test_the_s3_harness_counts_the_cpu_of_the_cluster_it_started(
     assert s3._server_note(unmeasured) == ""
 
 
+def test_the_serve_upload_bound_counts_serve_its_loop_and_the_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each upload's CPU is split into the server's process, its main thread (the
+    event loop) and the client child; the bound spreads the parts over the cores."""
+    bench = _bench_module("http_vs_nginx", monkeypatch)
+    cpu = bench.UploadCPU(os.getpid())
+
+    def upload() -> None:  # the "server" (this process's main thread) and a "client" both busy
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass",
+            ],
+            check=True,
+        )
+        start = time.thread_time()
+        while time.thread_time() - start < 0.2:
+            pass
+
+    cpu.around(upload)()
+    [(serve, loop, client)] = cpu.uploads
+    assert serve >= 0.1
+    assert 0.15 <= loop <= serve + 0.02  # ticks against nanoseconds
+    assert client >= 0.25
+    cpu.uploads = [(0.5, 0.2, 0.1), (0.6, 0.1, 0.2), (0.4, 0.15, 0.15)]
+    assert bench.upload_cpu_note(cpu, [0.3, 0.4, 0.5], 2) == (
+        "CPU per upload, median: serve 0.50 s (its event loop 0.15 s), curl 0.15 s, "
+        "in 0.40 s of wall time: 1.6 of 2 cores busy"
+    )
+    assert bench.least_upload_seconds(0.2, 0.1, 0.15, 0.15, 2) == pytest.approx(0.3)
+    source = tmp_path / "source.bin"
+    source.write_bytes(os.urandom(9 << 20))
+    hashing, writing = bench.hash_and_write_cpu(str(source), str(tmp_path))
+    assert hashing > 0
+    assert writing > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["source.bin"]
+    gone = subprocess.Popen([sys.executable, "-c", ""])
+    gone.wait()
+    assert bench.main_thread_cpu_seconds(gone.pid) == 0.0
+
+
 def _bench_module(name: str, monkeypatch: pytest.MonkeyPatch | None = None) -> Any:
     """bench/`name`.py, imported (with bench/ on the path for its own imports if
     `monkeypatch` is given)."""
