@@ -8,8 +8,8 @@
   (`_sink_asgi.py`), and the least time this machine's cores allow an upload
   through serve: the CPU of serve's event loop and of curl, plus SHA-256 and
   write+fsync of the same bytes as each costs alone, spread over every core;
-- 4 KiB signed GETs per second, against nginx's 4 KiB GETs, both driven by wrk;
-  beside them, two bounds for one Python worker on uvicorn: an app that only
+- 4 KiB signed GETs per second, against nginx's 4 KiB GETs, both driven by wrk,
+  and the same through `serve --workers 2`; beside them, two bounds for one Python worker on uvicorn: an app that only
   returns 4 KiB from memory (`_hello_asgi.py`), and one that only checks the
   signature and gets the object (`_least_get_asgi.py`).
 
@@ -123,6 +123,28 @@ def _uvicorn(app: str, port: int, root: str | None = None) -> Iterator[None]:
         server.wait(10)
 
 
+def _serve(config: str, port: int, workers: int = 1) -> subprocess.Popen[bytes]:
+    """`visiona-storage serve` of `config` on `port`, without an access log."""
+    return subprocess.Popen(
+        [
+            *(sys.executable, "-m", "visiona_storage.cli", "--config", config, "serve"),
+            *("--port", str(port), "--workers", str(workers), "--no-access-log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+@contextlib.contextmanager
+def _stopping(server: subprocess.Popen[bytes]) -> Iterator[None]:
+    """Stop `server` with SIGINT when the block ends."""
+    try:
+        yield
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(20)
+
+
 def _curl(*args: str) -> Callable[[], object]:
     return lambda: subprocess.run(["curl", "-sS", "-f", "-o", "/dev/null", *args], check=True)
 
@@ -225,21 +247,7 @@ def figures(runs: int = 5, mib: int = 256, seconds: int = 5, folder: str | None 
         store.put("bench/small.bin", os.urandom(4096))
         config = os.path.join(work, "storage.yaml")
         Path(config).write_text(f"storage:\n  localfs:\n    root: {root}\n    base_url: {base}\n")
-        serve = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "visiona_storage.cli",
-                "--config",
-                config,
-                "serve",
-                "--port",
-                str(port),
-                "--no-access-log",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        serve = _serve(config, port)
         nginx, nginx_port = _nginx(root, work)
         try:
             _wait(port)
@@ -326,12 +334,20 @@ def figures(runs: int = 5, mib: int = 256, seconds: int = 5, folder: str | None 
             other: list[float] = []
             bare: list[float] = []
             least: list[float] = []
-            hello_port, least_port = _free_port(), _free_port()
-            with _uvicorn("_hello_asgi:app", hello_port), _uvicorn("_least_get_asgi:app", least_port, root):
+            pair: list[float] = []
+            hello_port, least_port, pair_port = _free_port(), _free_port(), _free_port()
+            with (
+                _uvicorn("_hello_asgi:app", hello_port),
+                _uvicorn("_least_get_asgi:app", least_port, root),
+                _stopping(_serve(config, pair_port, workers=2)),
+            ):
+                _wait(pair_port)
                 least_url = small_url.replace(base, f"http://127.0.0.1:{least_port}/storage")
+                pair_url = small_url.replace(base, f"http://127.0.0.1:{pair_port}/storage")
                 for _ in range(max(3, runs // 2)):
                     other.append(_wrk(nginx_small, seconds))
                     mine.append(_wrk(small_url, seconds))
+                    pair.append(_wrk(pair_url, seconds))
                     least.append(_wrk(least_url, seconds))
                     bare.append(_wrk(f"http://127.0.0.1:{hello_port}/", seconds))
             found.append(
@@ -342,6 +358,16 @@ def figures(runs: int = 5, mib: int = 256, seconds: int = 5, folder: str | None 
                     mine,
                     other,
                     0.25,
+                )
+            )
+            found.append(
+                Figure(
+                    "4 KiB GETs through serve --workers 2, presigned (wrk, 16 connections)",
+                    "nginx, 4 KiB file",
+                    "req/s",
+                    pair,
+                    other,
+                    note="two processes on the 2 cores that nginx's one worker and wrk share",
                 )
             )
             found.append(

@@ -135,6 +135,64 @@ def test_serve_answers_presigned_urls_and_cleans_up_at_start(tmp_path: Path) -> 
         stop_process(proc, signal.SIGINT)
 
 
+def test_serve_with_two_workers_shares_the_port_and_stops_them_all(tmp_path: Path) -> None:
+    """`serve --workers 2` runs two worker processes from the same configuration:
+    both answer presigned URLs signed with the one key, and SIGINT stops them all."""
+    port = free_port()
+    root = tmp_path / "data"
+    (tmp_path / "storage.yaml").write_text(
+        f"storage:\n  localfs:\n    root: {root}\n    base_url: http://127.0.0.1:{port}/storage\n"
+    )
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "visiona_storage.cli", "--config", "storage.yaml"),
+            *("serve", "--port", str(port), "--workers", "2"),
+        ],
+        cwd=tmp_path,  # a relative --config must reach the workers too
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    workers: set[int] = set()
+    try:
+        wait_for_port(port, proc, 30, "visiona-storage serve --workers 2")
+        put_url = run(tmp_path, "presign", "a/b.bin", "--put", "--content-type", "x/y").stdout.decode()
+        request = urllib.request.Request(put_url.strip(), b"x" * 1000, {"Content-Type": "x/y"}, method="PUT")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+        get_url = run(tmp_path, "presign", "a/b.bin").stdout.decode().strip()
+        for _ in range(20):
+            with urllib.request.urlopen(get_url, timeout=10) as response:
+                assert response.read() == b"x" * 1000
+        workers = _children_running(proc.pid, "spawn_main")
+        assert len(workers) == 2
+    finally:
+        stop_process(proc, signal.SIGINT, seconds=20)
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else b""
+    assert all(not Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def _children_running(parent: int, marker: str) -> set[int]:
+    """The PIDs of `parent`'s children whose command line contains `marker`."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if ppid == parent and marker.encode() in command:
+            found.add(int(entry.name))
+    return found
+
+
+def test_serve_refuses_a_bad_worker_count(tmp_path: Path) -> None:
+    result = run(tmp_path, "serve", "--workers", "0")
+    assert result.returncode == 2
+    assert b"storage.server.workers" in result.stderr
+
+
 def test_serve_refuses_the_s3_backend(tmp_path: Path) -> None:
     (tmp_path / "storage.yaml").write_text(
         "storage:\n  backend: s3\n  s3:\n    endpoint: http://127.0.0.1:1\n"

@@ -112,6 +112,8 @@ def test_open_store_makes_an_s3_store(tmp_path: Path) -> None:
         ("storage:\n  server:\n    port: 99999\n", "storage.server.port"),
         ("storage:\n  server:\n    port: many\n", "storage.server.port"),
         ("storage:\n  server:\n    cors_origins: '*'\n", "storage.server.cors_origins"),
+        ("storage:\n  server:\n    workers: 0\n", "storage.server.workers"),
+        ("storage:\n  server:\n    workers: 65\n", "storage.server.workers"),
         ("storage:\n  s3:\n    secret_key: ${NOT_SET_ANYWHERE}\n", "NOT_SET_ANYWHERE"),
         ("storage: [1, 2]\n", "storage"),
         ("other: 1\n", "storage"),

@@ -6,7 +6,7 @@ or the environment alone, into a typed `StorageConfig`, and `open_store`.
       localfs: {root: ./data/storage, base_url: http://localhost:3001/storage}
       s3: {endpoint: "", bucket: visiona-models, region: us-east-1,
            access_key: "${S3_ACCESS_KEY}", secret_key: "${S3_SECRET_KEY}"}
-      server: {host: 127.0.0.1, port: 3001, cors_origins: []}
+      server: {host: 127.0.0.1, port: 3001, cors_origins: [], workers: 1}
 
 A bad configuration raises `ConfigError` naming the field and the problem;
 secret values never appear in errors or in ``repr``.
@@ -49,11 +49,16 @@ class S3Config:
     concurrency: int = 4
 
 
+MAX_WORKERS = 64
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 3001
     cors_origins: tuple[str, ...] = ()
+    workers: int = 1
+    """Processes `serve` runs, each with its own event loop; they share the port."""
 
 
 @dataclass(frozen=True)
@@ -74,9 +79,9 @@ def load_config(source: ConfigSource = None, environ: Mapping[str, str] | None =
     or (with ``None``) the environment alone. Raises `ConfigError`."""
     env = os.environ if environ is None else environ
     if isinstance(source, StorageConfig):
-        return _checked(source)
+        return check_config(source)
     if source is None:
-        return _checked(_from_environment(env))
+        return check_config(_from_environment(env))
     if isinstance(source, Mapping):
         document: Any = source
         where = "the configuration"
@@ -94,7 +99,7 @@ def load_config(source: ConfigSource = None, environ: Mapping[str, str] | None =
     unknown = set(document) - {"storage"}
     if unknown:
         raise ConfigError(f"{where}: unknown top-level field(s) {sorted(unknown)}")
-    return _checked(_build(StorageConfig, _expand(document["storage"], "storage", env), "storage"))
+    return check_config(_build(StorageConfig, _expand(document["storage"], "storage", env), "storage"))
 
 
 def open_store(source: ConfigSource = None) -> Store:
@@ -212,7 +217,8 @@ def _field_value(cls: type[Any], name: str, value: Any, where: str) -> Any:
     return text if text or default is not None else None
 
 
-def _checked(config: StorageConfig) -> StorageConfig:
+def check_config(config: StorageConfig) -> StorageConfig:
+    """`config`, if its values make sense together; raises `ConfigError` naming the field."""
     if config.backend not in ("localfs", "s3"):
         raise ConfigError(f"storage.backend: must be 'localfs' or 's3', not {config.backend!r}")
     if not config.localfs.base_url.startswith(("http://", "https://")):
@@ -227,4 +233,6 @@ def _checked(config: StorageConfig) -> StorageConfig:
         raise ConfigError("storage.s3: give both access_key and secret_key, or neither")
     if not 0 < config.server.port < 65536:
         raise ConfigError(f"storage.server.port: {config.server.port} is not a TCP port")
+    if not 0 < config.server.workers <= MAX_WORKERS:
+        raise ConfigError(f"storage.server.workers: must be 1 to {MAX_WORKERS}, not {config.server.workers}")
     return config

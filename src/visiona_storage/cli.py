@@ -14,12 +14,17 @@ import os
 import shutil
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict
-from typing import IO
+from dataclasses import asdict, replace
+from typing import IO, TYPE_CHECKING
 
-from ._config import load_config, open_store
+from ._config import StorageConfig, check_config, load_config, open_store
 from ._errors import ConfigError, InvalidArgumentError, InvalidKeyError, StorageError
 from ._models import DEFAULT_CHUNK_SIZE
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from .backends.localfs import LocalFSStore
 
 PROGRESS_THRESHOLD = 4 << 20
 
@@ -53,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 3001)")
     serve.add_argument("--no-access-log", action="store_true", help="do not log each request")
+    serve.add_argument(
+        "--workers", type=int, help="processes, each with its own event loop, sharing the port (default 1)"
+    )
     serve.set_defaults(run=_serve)
 
     put = commands.add_parser("put", help="store a file ('-' for stdin) at KEY")
@@ -105,31 +113,64 @@ def _progress_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+SERVE_CONFIG_ENV = "VISIONA_STORAGE_SERVE_CONFIG"
+"""How `serve` tells its worker processes which configuration file to load."""
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn  # noqa: PLC0415 - only the server needs it
 
-    from .backends.localfs import LocalFSStore  # noqa: PLC0415
-    from .http import create_app  # noqa: PLC0415
-
     config = load_config(args.config)
-    store = open_store(config)
-    if not isinstance(store, LocalFSStore):
-        raise ConfigError("serve is for the localfs backend: on S3, presigned URLs go to S3 itself")
+    if args.workers is not None:
+        config = replace(config, server=replace(config.server, workers=args.workers))
+        check_config(config)
+    store = _serve_store(config)
     removed = store.cleanup()
+    app = _serve_app(config, store)  # made here as well, so a bad setting fails before any worker starts
     host = args.host or config.server.host
     port = args.port or config.server.port
+    workers = config.server.workers
     print(
         f"visiona-storage: serving {store.root} at http://{host}:{port}/storage"
-        f" (removed {removed} leftover files)",
+        f" with {workers} worker{'s' if workers > 1 else ''} (removed {removed} leftover files)",
         file=sys.stderr,
     )
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, access_log=not args.no_access_log)
+        return 0
+    # Each worker is a new process that makes its own app from the same configuration.
+    os.environ[SERVE_CONFIG_ENV] = os.path.abspath(args.config) if args.config else ""
     uvicorn.run(
-        create_app(store, cors_origins=config.server.cors_origins),
+        "visiona_storage.cli:worker_app",
+        factory=True,
+        workers=workers,
         host=host,
         port=port,
         access_log=not args.no_access_log,
     )
     return 0
+
+
+def worker_app() -> Starlette:
+    """The app one `serve` worker process runs: the store of the configuration file
+    named by `SERVE_CONFIG_ENV` (the environment's if empty), as `serve` made it."""
+    config = load_config(os.environ.get(SERVE_CONFIG_ENV) or None)
+    return _serve_app(config, _serve_store(config))
+
+
+def _serve_store(config: StorageConfig) -> LocalFSStore:
+    from .backends.localfs import LocalFSStore  # noqa: PLC0415
+
+    store = open_store(config)
+    if not isinstance(store, LocalFSStore):
+        raise ConfigError("serve is for the localfs backend: on S3, presigned URLs go to S3 itself")
+    return store
+
+
+def _serve_app(config: StorageConfig, store: LocalFSStore) -> Starlette:
+    from .http import create_app  # noqa: PLC0415 - only the server needs it
+
+    return create_app(store, cors_origins=config.server.cors_origins)
 
 
 def _put(args: argparse.Namespace) -> int:
