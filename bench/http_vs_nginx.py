@@ -9,9 +9,10 @@
   through serve: the CPU of serve's event loop and of curl, plus SHA-256 and
   write+fsync of the same bytes as each costs alone, spread over every core;
 - 4 KiB signed GETs per second, against nginx's 4 KiB GETs, both driven by wrk,
-  and the same through `serve --workers 2`; beside them, two bounds for one Python worker on uvicorn: an app that only
-  returns 4 KiB from memory (`_hello_asgi.py`), and one that only checks the
-  signature and gets the object (`_least_get_asgi.py`).
+  and the same through `serve --workers 2`; beside them, two bounds for one
+  Python worker on uvicorn: an app that only returns 4 KiB from memory
+  (`_hello_asgi.py`), and one that only checks the signature and gets the
+  object (`_least_get_asgi.py`).
 
     .venv/bin/python bench/http_vs_nginx.py [--mib 256] [--runs 5] [--seconds 5]
 
