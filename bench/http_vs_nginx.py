@@ -116,12 +116,8 @@ def _uvicorn(app: str, port: int, root: str | None = None) -> Iterator[None]:
         stderr=subprocess.DEVNULL,
         env=env,
     )
-    try:
-        _wait(port)
+    with _running(server, port):
         yield
-    finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(10)
 
 
 def _serve(config: str, port: int, workers: int = 1) -> subprocess.Popen[bytes]:
@@ -137,9 +133,10 @@ def _serve(config: str, port: int, workers: int = 1) -> subprocess.Popen[bytes]:
 
 
 @contextlib.contextmanager
-def _stopping(server: subprocess.Popen[bytes]) -> Iterator[None]:
-    """Stop `server` with SIGINT when the block ends."""
+def _running(server: subprocess.Popen[bytes], port: int) -> Iterator[None]:
+    """The block runs once `server` listens on `port`; then SIGINT stops it."""
     try:
+        _wait(port)
         yield
     finally:
         server.send_signal(signal.SIGINT)
@@ -340,9 +337,8 @@ def figures(runs: int = 5, mib: int = 256, seconds: int = 5, folder: str | None 
             with (
                 _uvicorn("_hello_asgi:app", hello_port),
                 _uvicorn("_least_get_asgi:app", least_port, root),
-                _stopping(_serve(config, pair_port, workers=2)),
+                _running(_serve(config, pair_port, workers=2), pair_port),
             ):
-                _wait(pair_port)
                 least_url = small_url.replace(base, f"http://127.0.0.1:{least_port}/storage")
                 pair_url = small_url.replace(base, f"http://127.0.0.1:{pair_port}/storage")
                 for _ in range(max(3, runs // 2)):
