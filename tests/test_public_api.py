@@ -17,6 +17,7 @@ from visiona_storage._models import object_info
 def test_all_is_pinned_and_sorted() -> None:
     assert vs.__all__ == [
         "ConfigError",
+        "DataReadError",
         "InvalidArgumentError",
         "InvalidKeyError",
         "KeyConflictError",
@@ -57,6 +58,7 @@ def test_the_error_tree() -> None:
         vs.SignatureError,
         vs.ConfigError,
         vs.StorageFullError,
+        vs.DataReadError,
         vs.UnsupportedError,
     ):
         assert issubclass(error, vs.StorageError)
@@ -65,6 +67,7 @@ def test_the_error_tree() -> None:
     assert issubclass(vs.InvalidArgumentError, ValueError)
     assert issubclass(vs.SizeMismatchError, vs.InvalidArgumentError)
     assert issubclass(vs.UnsupportedError, NotImplementedError)
+    assert issubclass(vs.DataReadError, OSError)
 
 
 def test_errors_carry_the_key_and_a_message() -> None:
@@ -75,6 +78,10 @@ def test_errors_carry_the_key_and_a_message() -> None:
     copy = pickle.loads(pickle.dumps(error))
     assert copy.key == "a/b"
     assert vs.StorageError("closed").key is None
+    cause = OSError(errno.EIO, "Input/output error")
+    unreadable = pickle.loads(pickle.dumps(vs.DataReadError("cannot read the data for 'k'", "k", cause)))
+    assert (unreadable.key, unreadable.errno) == ("k", errno.EIO)
+    assert str(unreadable) == "cannot read the data for 'k'"
 
 
 def test_object_info_is_frozen_and_keyword_only() -> None:

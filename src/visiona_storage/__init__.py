@@ -15,6 +15,7 @@ from ._config import StorageConfig, load_config, open_store
 from ._content_types import guess_content_type
 from ._errors import (
     ConfigError,
+    DataReadError,
     InvalidArgumentError,
     InvalidKeyError,
     KeyConflictError,
@@ -49,6 +50,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ConfigError",
+    "DataReadError",
     "InvalidArgumentError",
     "InvalidKeyError",
     "KeyConflictError",

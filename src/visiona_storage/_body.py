@@ -6,7 +6,7 @@ import io
 from collections.abc import Iterable, Iterator
 from typing import IO, TypeAlias
 
-from ._errors import InvalidArgumentError, SizeMismatchError
+from ._errors import DataReadError, InvalidArgumentError, SizeMismatchError, StorageError
 from ._models import DEFAULT_CHUNK_SIZE
 
 BytesLike: TypeAlias = bytes | bytearray | memoryview
@@ -18,9 +18,10 @@ class Body:
     """The data of one `put`, read once as chunks of at most `chunk_size` bytes.
 
     Iterating raises `SizeMismatchError` as soon as the data proves longer than
-    the declared size, or at its end if it was shorter; a backend that stops on
-    that error stores nothing. `size` is the declared size, or -1 if unknown;
-    for bytes it is always their length.
+    the declared size, or at its end if it was shorter, and `DataReadError` if
+    reading the data raised an ``OSError``; a backend that stops on either error
+    stores nothing. `size` is the declared size, or -1 if unknown; for bytes it
+    is always their length.
     """
 
     def __init__(self, data: PutData, size: int, key: str, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
@@ -31,6 +32,7 @@ class Body:
         self._iterable: Iterable[BytesLike] | None = None
         self._filled = 0  # bytes `read_into` has read so far
         self._can_readinto = True
+        self._reading = _ReadingData(key)
         if isinstance(data, (bytes, bytearray, memoryview)):
             view = memoryview(data).cast("B")
             if size not in (-1, len(view)):
@@ -61,12 +63,13 @@ class Body:
         it; return how many (0 at the end).
 
         Uses the file's ``readinto`` where it has one, else ``read`` and a copy.
-        Raises `SizeMismatchError` as iterating does, and `InvalidArgumentError`
-        for a file that does not return bytes.
+        Raises `SizeMismatchError` and `DataReadError` as iterating does, and
+        `InvalidArgumentError` for a file that does not return bytes.
         """
         filled = 0
-        while filled < len(buffer) and (got := self._read_some(buffer[filled:])):
-            filled += got
+        with self._reading:
+            while filled < len(buffer) and (got := self._read_some(buffer[filled:])):
+                filled += got
         return filled
 
     def _read_some(self, buffer: memoryview) -> int:
@@ -115,30 +118,32 @@ class Body:
 
     def _iter_file(self, file: IO[bytes]) -> Iterator[BytesLike]:
         total = 0
-        while self.size < 0 or total < self.size:
-            want = self.chunk_size if self.size < 0 else min(self.chunk_size, self.size - total)
-            chunk = self._check_chunk(file.read(want))
-            if not chunk:
-                break
-            total += len(chunk)
-            yield chunk
-        if self.size >= 0:
-            if total < self.size:
-                raise self._mismatch(self.size, total)
-            if file.read(1):
-                raise self._mismatch(self.size, f"more than {self.size}")
+        with self._reading:
+            while self.size < 0 or total < self.size:
+                want = self.chunk_size if self.size < 0 else min(self.chunk_size, self.size - total)
+                chunk = self._check_chunk(file.read(want))
+                if not chunk:
+                    break
+                total += len(chunk)
+                yield chunk
+            if self.size >= 0:
+                if total < self.size:
+                    raise self._mismatch(self.size, total)
+                if file.read(1):
+                    raise self._mismatch(self.size, f"more than {self.size}")
 
     def _iter_chunks(self, chunks: Iterable[BytesLike]) -> Iterator[BytesLike]:
         total = 0
-        for item in chunks:
-            chunk = self._check_chunk(item)
-            total += len(chunk)
-            if 0 <= self.size < total:
-                raise self._mismatch(self.size, f"more than {self.size}")
-            if chunk:
-                yield chunk
-        if 0 <= self.size != total:
-            raise self._mismatch(self.size, total)
+        with self._reading:
+            for item in chunks:
+                chunk = self._check_chunk(item)
+                total += len(chunk)
+                if 0 <= self.size < total:
+                    raise self._mismatch(self.size, f"more than {self.size}")
+                if chunk:
+                    yield chunk
+            if 0 <= self.size != total:
+                raise self._mismatch(self.size, total)
 
     def _check_chunk(self, chunk: object) -> BytesLike:
         if isinstance(chunk, memoryview):
@@ -155,3 +160,28 @@ class Body:
             f"data for {self.key!r} is {actual} bytes, not the declared {declared}; nothing was stored",
             self.key,
         )
+
+
+class _ReadingData:
+    """``with`` it around reads of the caller's data: an ``OSError`` they raise
+    becomes a `DataReadError` (a raw ``OSError`` never reaches the caller, and is
+    not mistaken for the backend's own). Errors of this package pass unchanged.
+
+    A class rather than a generator context manager: it wraps every read.
+    """
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+            raise DataReadError(
+                f"cannot read the data for {self.key!r}: {exc.strerror or exc}; nothing was stored",
+                self.key,
+                exc,
+            ) from exc

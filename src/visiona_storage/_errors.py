@@ -14,6 +14,7 @@ sees a raw backend exception::
     ├── SignatureError                                      a presigned URL failed verification
     ├── ConfigError                                         a bad configuration field
     ├── StorageFullError                                    the backend has no space left
+    ├── DataReadError           (also OSError)              reading the caller's data failed
     └── UnsupportedError        (also NotImplementedError) the backend lacks the capability
 """
 
@@ -75,6 +76,23 @@ class ConfigError(StorageError):
 
 class StorageFullError(StorageError):
     """The backend ran out of space; the previous version of the object is intact."""
+
+
+class DataReadError(StorageError, OSError):
+    """Reading the data given to `put` raised an ``OSError`` (a failing disk, a
+    closed file, a broken pipe); nothing was stored and the object's previous
+    version, if any, is intact. ``__cause__`` is that error, and `errno` is its errno.
+
+    Any other exception the caller's data raises reaches the caller unchanged.
+    """
+
+    def __init__(self, message: str, key: str | None = None, cause: OSError | None = None) -> None:
+        super().__init__(message, key)
+        self.errno = cause.errno if cause is not None else None
+        self.strerror = message
+
+    def __reduce__(self) -> tuple[type[DataReadError], tuple[str, str | None], dict[str, object]]:
+        return type(self), (str(self), self.key), {"errno": self.errno}
 
 
 class UnsupportedError(StorageError, NotImplementedError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import itertools
@@ -18,6 +19,7 @@ import pytest
 
 from .._arguments import MAX_METADATA_BYTES
 from .._errors import (
+    DataReadError,
     InvalidArgumentError,
     InvalidKeyError,
     KeyConflictError,
@@ -115,6 +117,54 @@ def _tampered(url: str) -> Iterator[str]:
         yield urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(changed)))
     unsigned = [item for item in query if "signature" not in item[0].lower()]
     yield urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(unsigned)))
+
+
+class _FailingFile(io.RawIOBase):
+    """A binary file whose reads fail with EIO after `good` bytes, as on a failing disk."""
+
+    def __init__(self, good: int) -> None:
+        super().__init__()
+        self._left = good
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._left == 0:
+            raise OSError(errno.EIO, "Input/output error")
+        count = min(len(buffer), self._left, MiB)
+        buffer[:count] = b"d" * count
+        self._left -= count
+        return count
+
+
+class _FailingReadOnly:
+    """A file-like object with only ``read``, failing with EIO after `good` bytes."""
+
+    def __init__(self, good: int) -> None:
+        self._file = _FailingFile(good)
+
+    def read(self, size: int = -1) -> bytes:
+        buffer = bytearray(min(size, MiB) if size >= 0 else MiB)
+        return bytes(buffer[: self._file.readinto(buffer)])
+
+
+def _failing_chunks(good: int) -> Iterator[bytes]:
+    """Chunks of `good` bytes in all, then EIO, as from a pipe whose writer broke."""
+    while good > 0:
+        count = min(good, 64 * 1024)
+        good -= count
+        yield b"c" * count
+    raise OSError(errno.EIO, "Input/output error")
+
+
+def _failing_data(kind: str, good: int) -> tuple[Any, int]:
+    """(data that fails after `good` bytes, the size to declare) for each way of reading it."""
+    if kind == "readinto":
+        return _FailingFile(good), good + 4096
+    if kind == "read":
+        return _FailingReadOnly(good), -1
+    return _failing_chunks(good), -1
 
 
 def _sha(data: bytes) -> str:
@@ -432,6 +482,29 @@ class StoreConformance:
         assert _read_all(store.get("k")) == b"intact"
         with pytest.raises(UploadAbortedError):
             store.put("other", broken())
+        assert [i.key for i in store.list()] == ["k"]
+
+    @pytest.mark.parametrize("kind", ["readinto", "read", "iterable"])
+    @pytest.mark.parametrize("large", [False, True], ids=["small", "large"])
+    def test_an_oserror_reading_the_data_is_a_data_read_error(
+        self, store: Store, kind: str, large: bool
+    ) -> None:
+        store.put("k", b"intact", metadata={"v": "old"})
+        good = self.large_object_size if large else 1000
+        data, size = _failing_data(kind, good)
+        with pytest.raises(DataReadError) as caught:
+            store.put("k", data, size=size, metadata={"v": "new"})
+        error = caught.value
+        assert isinstance(error, StorageError)
+        assert isinstance(error, OSError)
+        assert error.key == "k"
+        assert error.errno == errno.EIO
+        assert type(error.__cause__) is OSError
+        assert _read_all(store.get("k")) == b"intact"
+        assert store.stat("k").metadata == {"v": "old"}
+        data, size = _failing_data(kind, good)
+        with pytest.raises(DataReadError):
+            store.put("new", data, size=size)
         assert [i.key for i in store.list()] == ["k"]
 
     @pytest.mark.parametrize("data", ["text", 12, object(), [1, 2]], ids=["str", "int", "object", "ints"])
