@@ -21,6 +21,7 @@ import visiona_storage as vs
 from visiona_storage.backends.localfs import _sidecar as sidecar
 from visiona_storage.backends.localfs import _tempfile
 from visiona_storage.backends.localfs._tempfile import TempFile
+from visiona_storage.testing._suite import FailingFile
 
 MiB = 1 << 20
 
@@ -532,29 +533,10 @@ def test_the_segment_walk_and_openat2_agree(
 # Large bodies: read and written by a helper thread (files, bytes) or written by one (generators).
 
 
-class _FailingFile(io.RawIOBase):
-    """A file that fails after `good` bytes."""
-
-    def __init__(self, good: int) -> None:
-        super().__init__()
-        self.left = good
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self.left <= 0:
-            raise OSError(5, "Input/output error")
-        count = min(len(buffer), self.left)
-        buffer[:count] = b"x" * count
-        self.left -= count
-        return count
-
-
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: (_FailingFile(3 * MiB), 8 * MiB, vs.StorageError),
+        lambda: (FailingFile(3 * MiB), 8 * MiB, vs.DataReadError),
         lambda: (io.BytesIO(b"y" * (3 * MiB)), 5 * MiB, vs.SizeMismatchError),
         lambda: (io.BytesIO(b"y" * (5 * MiB)), 3 * MiB, vs.SizeMismatchError),
         lambda: ((b"z" * MiB for _ in range(3)), 4 * MiB, vs.SizeMismatchError),

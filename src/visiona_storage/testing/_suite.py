@@ -119,7 +119,7 @@ def _tampered(url: str) -> Iterator[str]:
     yield urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(unsigned)))
 
 
-class _FailingFile(io.RawIOBase):
+class FailingFile(io.RawIOBase):
     """A binary file whose reads fail with EIO after `good` bytes, as on a failing disk."""
 
     def __init__(self, good: int) -> None:
@@ -142,7 +142,7 @@ class _FailingReadOnly:
     """A file-like object with only ``read``, failing with EIO after `good` bytes."""
 
     def __init__(self, good: int) -> None:
-        self._file = _FailingFile(good)
+        self._file = FailingFile(good)
 
     def read(self, size: int = -1) -> bytes:
         buffer = bytearray(min(size, MiB) if size >= 0 else MiB)
@@ -161,7 +161,7 @@ def _failing_chunks(good: int) -> Iterator[bytes]:
 def _failing_data(kind: str, good: int) -> tuple[Any, int]:
     """(data that fails after `good` bytes, the size to declare) for each way of reading it."""
     if kind == "readinto":
-        return _FailingFile(good), good + 4096
+        return FailingFile(good), good + 4096
     if kind == "read":
         return _FailingReadOnly(good), -1
     return _failing_chunks(good), -1
