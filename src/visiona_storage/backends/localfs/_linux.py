@@ -8,11 +8,12 @@ time, in one system call instead of two per segment. Where it is missing (not
 Linux, a kernel before 5.6, a seccomp filter), `open_beneath` returns ``None``
 and the caller walks.
 
-``fallocate`` gives a temp file its blocks before they are written. Besides
-failing early on a full disk, that spares the rename that publishes the file a
-flush: ext4 writes out a file's delayed-allocation blocks when it is renamed over
-an existing one (``auto_da_alloc``), which made overwriting a 256 MiB object
-without fsync spend 0.15 s in ``rename``; preallocated, 0.05 s.
+``fallocate`` gives a durable put's temp file its blocks before they are
+written, so a full disk fails it early. Besides, ext4 writes out a file's
+delayed-allocation blocks when it is renamed over an existing one
+(``auto_da_alloc``), which made overwriting a 256 MiB object spend 0.15 s in
+``rename``; preallocated, 0.05 s. A put without fsync is not preallocated (see
+`TempFile`) and publishes by swapping names, which ext4 does not flush for.
 
 ``sync_file_range`` starts writing a durable put's chunks to disk as soon as they
 are written, so the disk works while the rest is hashed and the final fsync has

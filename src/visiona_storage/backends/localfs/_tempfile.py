@@ -36,9 +36,16 @@ MiB/s instead of 1,070 (dd: 960); on 1 MiB pieces it did not."""
 class TempFile:
     """A file being written in a folder; invisible to readers until `publish`.
 
-    A `durable` one (to be fsynced) starts each large piece's writeback as soon
-    as it is written. When a write fails, it calls `on_full` with the error and
-    tries again if that returns True (the disk was full and space came back).
+    A `durable` one (to be fsynced) gets each large piece's blocks allocated
+    before writing it and its writeback started right after. One that is not
+    durable is never preallocated: after a power cut, a preallocated file can
+    come back at its full length with zeros where its data had not reached the
+    disk (its size is in the journal, its data is not), and its sidecar would
+    then vouch for those zeros. Written without preallocation, a file's length
+    on disk only grows as its data gets there (on ext4 in its default
+    ``data=ordered`` mode, and on XFS). When a write fails, it calls
+    `on_full` with the error and tries again if that returns True (the disk
+    was full and space came back).
     """
 
     def __init__(
@@ -49,7 +56,7 @@ class TempFile:
         self._on_full = on_full
         self.name: str | None = None
         self.size = 0
-        self._preallocate = True
+        self._preallocate = durable
         self.fd = self._create(dir_fd)
         if self.name is not None:
             try:
