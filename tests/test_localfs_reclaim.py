@@ -64,10 +64,22 @@ def test_a_replaced_large_object_is_freed_after_put_returns(tmp_path: Path, gate
         assert _held_deleted(tmp_path) == [f"{tmp_path}/models/m.bin (deleted)"]
         with store.get("models/m.bin") as reader:
             assert reader.read() == b"2" * BIG
-        gate.set()
-        assert store._reclaimer.drain()
+        assert _drain_waits_for_the_gate(store, gate)
         assert _held_deleted(tmp_path) == []
         assert not store._reclaimer.drain()
+
+
+def _drain_waits_for_the_gate(store: vs.LocalFSStore, gate: threading.Event) -> bool:
+    """Call `drain` while the background close waits for `gate`: it must wait too,
+    and return once the gate opens; what it returned."""
+    returned: list[bool] = []
+    waiter = threading.Thread(target=lambda: returned.append(store._reclaimer.drain()))
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive()  # the held file is not closed yet
+    gate.set()
+    waiter.join(30)
+    return returned == [True]
 
 
 def test_a_deleted_large_object_is_freed_after_delete_returns(tmp_path: Path, gate: threading.Event) -> None:
