@@ -171,6 +171,13 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _pattern(size: int) -> bytes:
+    """`size` bytes in which every 8-byte word differs from its neighbours, so a
+    piece stored twice, out of place or overwritten shows."""
+    words = (size + 7) // 8
+    return b"".join(n.to_bytes(8, "little") for n in range(words))[:size]
+
+
 def _read_all(reader: ObjectReader) -> bytes:
     with reader:
         return reader.read()
@@ -261,6 +268,27 @@ class StoreConformance:
                 digest.update(chunk)
         assert digest.hexdigest() == hashlib.sha256(block * count).hexdigest()
         assert store.stat("large/stream.bin").size == count * len(block)
+
+    @pytest.mark.parametrize("buffer_size", [64 * 1024, MiB, 4 * MiB], ids=["64KiB", "1MiB", "4MiB"])
+    @pytest.mark.parametrize("large", [False, True], ids=["small", "large"])
+    def test_put_stores_what_a_reused_buffer_held_when_yielded(
+        self, store: Store, buffer_size: int, large: bool
+    ) -> None:
+        total = self.large_object_size + 12345 if large else 3 * buffer_size + 7
+        source = io.BytesIO(_pattern(total))
+        yielded = hashlib.sha256()
+
+        def refilled() -> Iterator[memoryview]:
+            buffer = bytearray(buffer_size)
+            view = memoryview(buffer)
+            while count := source.readinto(buffer):
+                yielded.update(view[:count])
+                yield view[:count]
+
+        info = store.put("reused/buffer.bin", refilled())
+        assert info.size == total
+        assert _sha(_read_all(store.get("reused/buffer.bin"))) == yielded.hexdigest() == _sha(_pattern(total))
+        assert store.stat("reused/buffer.bin") == info
 
     def test_large_object_of_known_size_round_trips(self, store: Store) -> None:
         data = (bytes(range(251)) * (self.large_object_size // 251 + 1))[: self.large_object_size]

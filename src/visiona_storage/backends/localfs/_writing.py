@@ -45,25 +45,34 @@ def write_body(temp: TempFile, body: Body, *, fsync: bool) -> str:
 
 def _write_chunks(chunks: Iterator[BytesLike], temp: TempFile, digest: Any) -> None:
     """Small chunks are hashed and written here; from the first full one on, a
-    helper writes while this thread reads and hashes."""
+    helper writes each chunk while this thread hashes it."""
     for chunk in chunks:
         if len(chunk) < DEFAULT_CHUNK_SIZE:
             digest.update(chunk)
             temp.write(chunk)
             continue
-        _hash_and_read_while_helper_writes(itertools.chain([chunk], chunks), temp, digest)
+        _hash_while_helper_writes(itertools.chain([chunk], chunks), temp, digest)
         return
 
 
-def _hash_and_read_while_helper_writes(chunks: Iterator[BytesLike], temp: TempFile, digest: Any) -> None:
-    """A helper thread writes chunk N while this one reads and hashes chunk N+1."""
+def _hash_while_helper_writes(chunks: Iterator[BytesLike], temp: TempFile, digest: Any) -> None:
+    """A helper thread writes each chunk while this one hashes it.
+
+    A chunk that is not ``bytes`` may be a buffer the caller refills (a
+    ``memoryview`` of a ``bytearray`` read into again): it is written in full
+    before the next one is asked for. Immutable ``bytes`` may still be in
+    writing while the caller makes the next chunk.
+    """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vs-write") as writer:
         written: Future[None] | None = None
         for item in chunks:
-            digest.update(item)
             if written is not None:
                 written.result()
             written = writer.submit(temp.write, item)
+            digest.update(item)
+            if type(item) is not bytes:
+                written.result()
+                written = None
         if written is not None:
             written.result()
 
