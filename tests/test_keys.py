@@ -130,3 +130,26 @@ def test_the_error_says_which_rule_is_broken(key: str, words: str) -> None:
 )
 def test_a_prefix_no_valid_key_can_start_with_is_known(prefix: str, can_match: bool) -> None:
     assert prefix_can_match(prefix) is can_match
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "X.META.JSON",
+        "models/Model.Meta.Json",
+        "a/x.VS-TMP",
+        ".VISIONA-STORAGE/signing-keys.json",
+        ".Visiona-Storage",
+        "x.meta.j\u017fon",  # long s: casefolds to "s"
+        "x.meta.\uff2a\uff33\uff2f\uff2e",  # fullwidth JSON
+    ],
+)
+def test_reserved_names_are_refused_in_any_case_a_filesystem_may_fold(key: str) -> None:
+    with pytest.raises(vs.InvalidKeyError, match="reserved"):
+        vs.check_key(key)
+    assert _verdict(key) is False
+
+
+@pytest.mark.parametrize("key", ["META.JSON", "x.meta.jsonl", "Visiona-Storage", "a.vs-tmp.txt"])
+def test_names_that_only_resemble_reserved_ones_are_keys(key: str) -> None:
+    assert vs.check_key(key) == key

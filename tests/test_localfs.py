@@ -652,3 +652,32 @@ def test_a_file_whose_readinto_returns_nonsense_is_refused(store: vs.LocalFSStor
         store.put("f/k", _Liar(answer), size=PIECE * 2)
     with pytest.raises(vs.NotFoundError):
         store.stat("f/k")
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_listing_a_500_deep_key_holds_a_bounded_number_of_descriptors(store: vs.LocalFSStore) -> None:
+    deep = "d/" * 499 + "leaf"
+    store.put(deep, b"x")
+    store.put("d/" * 250 + "middle", b"y")
+    store.put("e", b"z")
+    before = _open_descriptors()
+    listing = store.list()
+    first = next(listing)  # the deepest point of the walk: every folder above it entered
+    during = _open_descriptors()
+    rest = list(listing)
+    assert [first.key] + [i.key for i in rest] == [deep, "d/" * 250 + "middle", "e"]
+    assert during - before <= 3
+    assert _open_descriptors() == before
+
+
+def test_a_listing_goes_on_when_a_folder_it_left_is_removed(store: vs.LocalFSStore, root: Path) -> None:
+    for key in ["a/b/c", "a/z", "b"]:
+        store.put(key, b"x")
+    listing = store.list()
+    assert next(listing).key == "a/b/c"
+    store.delete("a/z")  # prunes a/ once a/b/c goes too
+    store.delete("a/b/c")
+    assert [i.key for i in listing] == ["b"]

@@ -2,14 +2,16 @@
 
 A key is UTF-8, 1 to 1024 bytes, made of ``/``-separated segments of 1 to 200
 bytes each. No segment is empty, ``.`` or ``..``; no ``\\``; no control
-characters; no segment ends in a name the local layout reserves. Anything else
-(spaces, unicode, ``% & $ ' " < >``) round-trips byte for byte.
+characters; no segment ends in a name the local layout reserves, in any case or
+form a case-insensitive filesystem would take for it (``X.META.JSON``). Anything
+else (spaces, unicode, ``% & $ ' " < >``) round-trips byte for byte.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 
 from ._errors import InvalidKeyError
 
@@ -82,11 +84,10 @@ def is_valid_key(key: str) -> bool:
 
 def _is_plain(key: str) -> bool:
     """True for a common key that one regex proves valid; False says nothing."""
-    return (
-        len(key) <= MAX_KEY_BYTES
-        and _PLAIN_KEY.fullmatch(key) is not None
-        and not (SIDECAR_SUFFIX in key or TEMP_SUFFIX in key or INTERNAL_DIR in key)
-    )
+    if len(key) > MAX_KEY_BYTES or _PLAIN_KEY.fullmatch(key) is None:
+        return False
+    lowered = key.lower()  # ASCII only: what any case-insensitive filesystem folds it to
+    return not (SIDECAR_SUFFIX in lowered or TEMP_SUFFIX in lowered or INTERNAL_DIR in lowered)
 
 
 _remembered_key_problem = functools.lru_cache(maxsize=4096)(key_problem)
@@ -101,12 +102,19 @@ def segment_problem(segment: str) -> str | None:
         return f"has a {segment!r} segment"
     if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
         return f"has a segment over {MAX_SEGMENT_BYTES} bytes"
-    if segment == INTERNAL_DIR:
-        return f"uses the reserved name {INTERNAL_DIR!r}"
-    for suffix in RESERVED_SUFFIXES:
-        if segment.endswith(suffix):
-            return f"has a segment ending in the reserved suffix {suffix!r}"
+    for folded in _folded(segment):
+        if folded == INTERNAL_DIR:
+            return f"uses the reserved name {INTERNAL_DIR!r}"
+        for suffix in RESERVED_SUFFIXES:
+            if folded.endswith(suffix):
+                return f"has a segment ending in the reserved suffix {suffix!r}"
     return None
+
+
+def _folded(segment: str) -> tuple[str, str]:
+    """What a case-insensitive filesystem may take `segment` for: its case fold, and
+    the case fold of its compatibility form (a long s is ``s``, a fullwidth J is ``J``)."""
+    return segment.casefold(), unicodedata.normalize("NFKC", segment).casefold()
 
 
 def check_prefix(prefix: object) -> str:

@@ -485,32 +485,50 @@ class LocalFSStore(Store):
             yield from self._walk(dir_fd, folder + "/" if folder else "", start)
 
     def _walk(self, top_fd: int, top_prefix: str, start: str) -> Iterator[ObjectInfo]:
-        """Yield the objects under the open folder `top_fd` in S3 order; closes `top_fd`."""
-        stack: list[tuple[int, str, Iterator[tuple[str, bool]]]] = []
+        """Yield the objects under the open folder `top_fd` in S3 order; closes `top_fd`.
+
+        One folder is open at a time, however deep the tree: going down closes the
+        parent, which is opened again (by its path, from the root) on the way back.
+        """
+        dir_fd = top_fd
+        stack: list[tuple[str, Iterator[tuple[str, bool]]]] = []
         try:
-            stack.append((top_fd, top_prefix, iter(_sorted_entries(top_fd, top_prefix, start))))
+            stack.append((top_prefix, iter(_sorted_entries(dir_fd, top_prefix, start))))
             while stack:
-                dir_fd, prefix, entries = stack[-1]
-                entry = next(entries, None)
+                prefix, entries = stack[-1]
+                entry = next(entries, None) if dir_fd >= 0 else None
                 if entry is None:
-                    os.close(dir_fd)
                     stack.pop()
+                    if dir_fd >= 0:
+                        os.close(dir_fd)
+                    dir_fd = self._reopen(stack[-1][0]) if stack else -1
                     continue
                 name, is_dir = entry
-                if is_dir:
-                    try:
-                        child = os.open(name, tree.DIR_FLAGS, dir_fd=dir_fd)
-                    except OSError:
-                        continue  # removed or replaced meanwhile
-                    below = prefix + name + "/"
-                    stack.append((child, below, iter(_sorted_entries(child, below, ""))))
+                if not is_dir:
+                    info = self._list_entry(dir_fd, name, prefix + name)
+                    if info is not None:
+                        yield info
                     continue
-                info = self._list_entry(dir_fd, name, prefix + name)
-                if info is not None:
-                    yield info
-        finally:
-            for dir_fd, _, _ in stack:
+                try:
+                    child = os.open(name, tree.DIR_FLAGS, dir_fd=dir_fd)
+                except OSError:
+                    continue  # removed or replaced meanwhile
                 os.close(dir_fd)
+                dir_fd = child
+                below = prefix + name + "/"
+                stack.append((below, iter(_sorted_entries(child, below, ""))))
+        finally:
+            if dir_fd >= 0:
+                os.close(dir_fd)
+
+    def _reopen(self, prefix: str) -> int:
+        """The folder a listing returns to (``"a/b/"``), or -1 if it is gone meanwhile."""
+        folder = prefix.rstrip("/")
+        try:
+            dir_fd = tree.open_folder(self._root_fd, folder, create=False, key=folder)
+        except StorageError:
+            return -1  # replaced by a file or a symlink while its subfolder was listed
+        return -1 if dir_fd is None else dir_fd
 
     def _list_entry(self, dir_fd: int, name: str, key: str) -> ObjectInfo | None:
         """The common listed key in four system calls, as `_stat` does it, relative
