@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from servers import free_port, stop_process, wait_for_port
+from visiona_storage._keys import temp_name
 
 MiB = 1 << 20
 
@@ -109,7 +110,11 @@ def test_serve_answers_presigned_urls_and_cleans_up_at_start(tmp_path: Path) -> 
         f"storage:\n  localfs:\n    root: {root}\n    base_url: http://127.0.0.1:{port}/storage\n"
     )
     (root / "x").mkdir(parents=True)
-    (root / "x" / "k.vs-tmp").write_bytes(b"left by a crash")
+    leftover = root / "x" / temp_name()
+    leftover.write_bytes(b"left by a crash")
+    os.utime(leftover, (1, 1))
+    (root / "x" / "k.vs-tmp").write_bytes(b"a person's file")
+    (root / "notes.meta.json").write_bytes(b"{}")
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -126,13 +131,31 @@ def test_serve_answers_presigned_urls_and_cleans_up_at_start(tmp_path: Path) -> 
     )
     try:
         wait_for_port(port, proc, 30, "visiona-storage serve")
-        assert not (root / "x" / "k.vs-tmp").exists()
+        assert not leftover.exists()
+        assert (root / "x" / "k.vs-tmp").read_bytes() == b"a person's file"
+        assert (root / "notes.meta.json").read_bytes() == b"{}"
         assert run(tmp_path, "put", "hello.txt", "-", stdin=b"hello").returncode == 0
         url = run(tmp_path, "presign", "hello.txt").stdout.decode().strip()
         with urllib.request.urlopen(url, timeout=10) as response:
             assert response.read() == b"hello"
     finally:
         stop_process(proc, signal.SIGINT)
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    assert "removed 1 leftover files; left alone 2 files with reserved names" in err
+
+
+def test_cleanup_counts_what_it_removed_and_what_it_left_alone(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    (tmp_path / "storage.yaml").write_text(f"storage:\n  localfs:\n    root: {root}\n")
+    (root / "m").mkdir(parents=True)
+    (root / "m" / "notes.meta.json").write_bytes(b"my notes" * 12_500)
+    result = run(tmp_path, "cleanup")
+    assert result.returncode == 0
+    assert result.stdout.decode().strip() == (
+        "removed 0 leftover files; left alone 1 files with reserved names that the store did not make"
+        " (first: 'm/notes.meta.json')"
+    )
+    assert (root / "m" / "notes.meta.json").read_bytes() == b"my notes" * 12_500
 
 
 def test_serve_with_two_workers_shares_the_port_and_stops_them_all(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 import visiona_storage as vs
+from visiona_storage._keys import temp_name
 from visiona_storage.backends.localfs import _sidecar as sidecar
 from visiona_storage.backends.localfs import _tempfile
 from visiona_storage.backends.localfs._tempfile import TempFile
@@ -349,16 +350,83 @@ def test_list_skips_sidecars_temp_files_and_odd_names(store: vs.LocalFSStore, ro
 # Leftovers of crashed writers.
 
 
+def _plant(path: Path, data: bytes) -> None:
+    """A file as a crashed writer or a person left it, long ago."""
+    path.write_bytes(data)
+    os.utime(path, (1, 1))
+
+
 def test_cleanup_removes_stale_temp_files_and_orphan_sidecars(store: vs.LocalFSStore, root: Path) -> None:
     store.put("a/obj", b"x")
-    (root / "a/obj.vs-tmp").write_bytes(b"killed between link and rename")
-    (root / "a/obj.meta.json.vs-tmp").write_bytes(b"killed while writing a sidecar")
-    (root / "a/gone.meta.json").write_bytes(b"{}")
-    (root / "a/.vs-0123.vs-tmp").write_bytes(b"old random temp")
-    os.utime(root / "a/.vs-0123.vs-tmp", (1, 1))
-    assert store.cleanup() == 4
+    store.put("a/gone", b"y", metadata={"v": "1"})
+    sidecar_bytes = (root / "a/gone.meta.json").read_bytes()
+    (root / "a/gone").unlink()  # as if killed between the two unlinks of a delete
+    _plant(root / "a" / temp_name(), b"killed between link and rename")
+    _plant(root / "a" / temp_name(), sidecar_bytes[:20])  # killed while writing a sidecar
+    report = store.cleanup()
+    assert report == vs.CleanupReport(removed=3, kept=())
     assert sorted(os.listdir(root / "a")) == ["obj", "obj.meta.json"]
     assert store.stat("a/obj").size == 1
+
+
+USER_FILES = [
+    "notes.meta.json",
+    "x.vs-tmp",
+    "a/model.onnx.vs-tmp",
+    "a/model.onnx.meta.json.vs-tmp",
+    "a/X.META.JSON",
+    "a/.vs-0123.vs-tmp",
+    "a/report.meta.json",
+]
+
+
+def test_cleanup_never_removes_a_persons_file_with_a_reserved_name(
+    store: vs.LocalFSStore, root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store.put("a/obj", b"x")
+    store.put("a/report", b"r")  # an object whose sidecar name a person's file will take below
+    (root / "a/report").unlink()
+    contents = {}
+    for n, name in enumerate(USER_FILES):
+        data = os.urandom(100_000) if n % 2 else json.dumps({"format": 1, "notes": "mine"}).encode()
+        _plant(root / name, data)
+        contents[name] = data
+    with caplog.at_level("WARNING", logger="visiona_storage.localfs"):
+        report = store.cleanup(min_age_seconds=0)
+    assert report.removed == 0
+    assert report.kept == tuple(sorted(USER_FILES))
+    for name, data in contents.items():
+        assert (root / name).read_bytes() == data
+        assert repr(name) in caplog.text
+    assert [i.key for i in store.list()] == ["a/obj"]
+
+
+def test_a_fifo_or_hard_link_at_a_reserved_name_is_neither_opened_nor_written(
+    store: vs.LocalFSStore, root: Path, outside: Path
+) -> None:
+    store.put("d/k", b"old")
+    victim = outside / "victim"
+    victim.write_bytes(b"precious" * 1000)
+    for name in ["k.meta.json.vs-tmp", "k.vs-tmp", "x.meta.json"]:
+        os.link(victim, root / "d" / name)
+    os.mkfifo(root / "d" / "f.meta.json.vs-tmp")
+    os.mkfifo(root / "d" / "f.vs-tmp")
+    done = threading.Event()
+
+    def work() -> None:
+        store.put("d/k", b"new", metadata={"v": "2"})
+        store.put("d/f", b"f")
+        store.delete("d/x")
+        store.cleanup(min_age_seconds=0)
+        done.set()
+
+    threading.Thread(target=work, daemon=True).start()
+    assert done.wait(20), "a put, delete or cleanup hung on a FIFO"
+    assert victim.read_bytes() == b"precious" * 1000
+    assert os.stat(victim).st_nlink == 4
+    with store.get("d/k") as reader:
+        assert reader.read() == b"new"
+    assert store.stat("d/k").metadata == {"v": "2"}
 
 
 def test_cleanup_keeps_a_live_writers_temp_file(
@@ -373,11 +441,11 @@ def test_cleanup_keeps_a_live_writers_temp_file(
         temp.write(b"in progress")
         assert temp.name is not None
         assert temp.name.endswith(".vs-tmp")
-        assert store.cleanup(min_age_seconds=0) == 0
+        assert store.cleanup(min_age_seconds=0).removed == 0
         assert os.path.exists(root / "live" / temp.name)
         os.close(temp.fd)  # its writer dies: the lock goes, the name stays
         temp.fd = -1
-        assert store.cleanup(min_age_seconds=0) == 1
+        assert store.cleanup(min_age_seconds=0) == vs.CleanupReport(removed=1, kept=())
         assert os.listdir(root / "live") == []
     finally:
         os.close(fd)
@@ -460,12 +528,13 @@ def test_threads_writing_one_key_never_mix_data_and_metadata(root: Path, fsync: 
     store.close()
 
 
-def test_the_next_put_of_a_key_removes_its_leftovers(store: vs.LocalFSStore, root: Path) -> None:
+def test_a_put_leaves_files_at_its_old_staging_names_alone(store: vs.LocalFSStore, root: Path) -> None:
     store.put("n/k", b"x")
-    (root / "n/k.vs-tmp").write_bytes(b"killed between link and rename")
-    (root / "n/k.meta.json.vs-tmp").write_bytes(b"killed while writing the sidecar")
+    (root / "n/k.vs-tmp").write_bytes(b"a person's file")
+    (root / "n/k.meta.json.vs-tmp").write_bytes(b"another")
     store.put("n/k", b"y")
-    assert sorted(os.listdir(root / "n")) == ["k", "k.meta.json"]
+    assert sorted(os.listdir(root / "n")) == ["k", "k.meta.json", "k.meta.json.vs-tmp", "k.vs-tmp"]
+    assert (root / "n/k.vs-tmp").read_bytes() == b"a person's file"
 
 
 def test_the_next_delete_of_a_key_removes_its_orphan_sidecar(store: vs.LocalFSStore, root: Path) -> None:
@@ -474,6 +543,15 @@ def test_the_next_delete_of_a_key_removes_its_orphan_sidecar(store: vs.LocalFSSt
     (root / "n/k").unlink()  # as if killed between the two unlinks of a delete
     store.delete("n/k")
     assert sorted(os.listdir(root / "n")) == ["other", "other.meta.json"]
+
+
+def test_a_delete_leaves_a_persons_file_at_a_missing_objects_sidecar_name(
+    store: vs.LocalFSStore, root: Path
+) -> None:
+    (root / "n").mkdir(parents=True)
+    (root / "n/k.meta.json").write_text('{"mine": true}')
+    store.delete("n/k")
+    assert (root / "n/k.meta.json").read_text() == '{"mine": true}'
 
 
 def test_a_hand_edited_file_is_recognised_even_while_its_access_time_changes(

@@ -66,7 +66,7 @@ def test_writers_killed_at_random_moments_never_leave_a_torn_object(tmp_path: Pa
         _assert_every_object_consistent(store)
     objects = _assert_every_object_consistent(store)
     leftovers_before = len(_leftovers(root))
-    removed = store.cleanup(min_age_seconds=0)
+    removed = store.cleanup(min_age_seconds=0).removed
     print(
         f"\nkill -9: {rounds} rounds, {killed_mid_write} writers killed, {objects} objects, "
         f"0 torn; {leftovers_before} leftovers before clean-up, {removed} removed, "

@@ -13,7 +13,7 @@ import pytest
 
 import visiona_storage as vs
 from disks import free_bytes, needs_root, small_tmpfs
-from visiona_storage._keys import TEMP_SUFFIX
+from visiona_storage._keys import is_temp_name
 from visiona_storage.backends.localfs import _reclaim
 
 MiB = 1 << 20
@@ -23,8 +23,8 @@ BIG = _reclaim.RECLAIM_FROM + MiB
 def _held_deleted(root: Path) -> list[str]:
     """The files under `root` this process still has open though their names are gone.
 
-    A file replaced with fsync off was swapped to its temp name before it was
-    unlinked (`_tree.replace`): it is reported under its object's name.
+    A file replaced with fsync off was swapped to a temp name before it was
+    unlinked (`_tree.replace`): it is reported as ``<folder>/(temp)``.
     """
     found = []
     for fd in os.listdir("/proc/self/fd"):
@@ -33,7 +33,8 @@ def _held_deleted(root: Path) -> list[str]:
         except OSError:
             continue
         if target.startswith(str(root)) and target.endswith(" (deleted)"):
-            found.append(target.removesuffix(" (deleted)").removesuffix(TEMP_SUFFIX) + " (deleted)")
+            path = Path(target.removesuffix(" (deleted)"))
+            found.append(f"{path.parent / '(temp)' if is_temp_name(path.name) else path} (deleted)")
     return found
 
 
@@ -61,7 +62,7 @@ def test_a_replaced_large_object_is_freed_after_put_returns(tmp_path: Path, gate
         assert _held_deleted(tmp_path) == []
         store.put("models/m.bin", b"2" * BIG)
         # put has returned while its old file still waits to be closed
-        assert _held_deleted(tmp_path) == [f"{tmp_path}/models/m.bin (deleted)"]
+        assert _held_deleted(tmp_path) == [f"{tmp_path}/models/(temp) (deleted)"]
         with store.get("models/m.bin") as reader:
             assert reader.read() == b"2" * BIG
         assert _drain_waits_for_the_gate(store, gate)

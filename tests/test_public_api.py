@@ -16,6 +16,7 @@ from visiona_storage._models import object_info
 
 def test_all_is_pinned_and_sorted() -> None:
     assert vs.__all__ == [
+        "CleanupReport",
         "ConfigError",
         "DataReadError",
         "InvalidArgumentError",

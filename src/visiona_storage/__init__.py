@@ -30,7 +30,7 @@ from ._errors import (
 from ._keys import check_key
 from ._models import ObjectInfo, ObjectReader
 from ._store import Store
-from .backends.localfs import LocalFSStore
+from .backends.localfs import CleanupReport, LocalFSStore
 from .backends.memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -49,6 +49,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "CleanupReport",
     "ConfigError",
     "DataReadError",
     "InvalidArgumentError",

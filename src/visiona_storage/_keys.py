@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
+import secrets
 import unicodedata
 
 from ._errors import InvalidKeyError
@@ -23,6 +24,8 @@ SIDECAR_SUFFIX = ".meta.json"
 
 TEMP_SUFFIX = ".vs-tmp"
 """Suffix of the local backend's temporary files."""
+
+_TEMP_NAME = re.compile(r"\.vs-[0-9a-f]{32}\.vs-tmp")
 
 INTERNAL_DIR = ".visiona-storage"
 """Folder under the local root for the store's own files (signing keys)."""
@@ -102,12 +105,23 @@ def segment_problem(segment: str) -> str | None:
         return f"has a {segment!r} segment"
     if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
         return f"has a segment over {MAX_SEGMENT_BYTES} bytes"
+    reserved = reserved_name(segment)
+    if reserved == INTERNAL_DIR:
+        return f"uses the reserved name {INTERNAL_DIR!r}"
+    if reserved is not None:
+        return f"has a segment ending in the reserved suffix {reserved!r}"
+    return None
+
+
+def reserved_name(segment: str) -> str | None:
+    """The reserved name `segment` is, or ends in, as a case-insensitive filesystem
+    may see it (`INTERNAL_DIR` or one of `RESERVED_SUFFIXES`); None if none."""
     for folded in _folded(segment):
         if folded == INTERNAL_DIR:
-            return f"uses the reserved name {INTERNAL_DIR!r}"
+            return INTERNAL_DIR
         for suffix in RESERVED_SUFFIXES:
             if folded.endswith(suffix):
-                return f"has a segment ending in the reserved suffix {suffix!r}"
+                return suffix
     return None
 
 
@@ -150,3 +164,18 @@ def prefix_can_match(prefix: str) -> bool:
 def sort_key(key: str) -> bytes:
     """The order S3 lists keys in: ascending UTF-8 bytes."""
     return key.encode("utf-8")
+
+
+def temp_name() -> str:
+    """A new name for one of the local backend's temporary files: ``.vs-<32 hex>.vs-tmp``.
+
+    Random, so a writer never meets a file that is already there (it creates its
+    temp file exclusively, and picks another name if one is), and distinctive, so
+    a clean-up can tell the store's own temp files from a person's ``x.vs-tmp``.
+    """
+    return f".vs-{secrets.token_hex(16)}{TEMP_SUFFIX}"
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether `name` has the form `temp_name` gives."""
+    return _TEMP_NAME.fullmatch(name) is not None

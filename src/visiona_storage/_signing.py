@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ._errors import ConfigError, SignatureError
+from ._keys import temp_name
 
 EXPIRES = "X-VS-Expires"
 KEY_ID = "X-VS-Key-Id"
@@ -186,7 +187,7 @@ def load_or_create_keys(root: str, folder: str, name: str) -> URLSigner:
             pass
         key_id = "k" + secrets.token_hex(4)
         body = json.dumps({"active": key_id, "keys": {key_id: secrets.token_hex(32)}}).encode()
-        temp = f"{name}.{secrets.token_hex(8)}.vs-tmp"
+        temp = temp_name()  # a clean-up knows it for the store's own
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(temp, flags, 0o600, dir_fd=dir_fd)
         try:

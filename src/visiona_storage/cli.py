@@ -24,7 +24,7 @@ from ._models import DEFAULT_CHUNK_SIZE
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
-    from .backends.localfs import LocalFSStore
+    from .backends.localfs import CleanupReport, LocalFSStore
 
 PROGRESS_THRESHOLD = 4 << 20
 
@@ -125,14 +125,14 @@ def _serve(args: argparse.Namespace) -> int:
         config = replace(config, server=replace(config.server, workers=args.workers))
         check_config(config)
     store = _serve_store(config)
-    removed = store.cleanup()
+    cleaned = store.cleanup()
     app = _serve_app(config, store)  # made here as well, so a bad setting fails before any worker starts
     host = args.host or config.server.host
     port = args.port or config.server.port
     workers = config.server.workers
     print(
         f"visiona-storage: serving {store.root} at http://{host}:{port}/storage"
-        f" with {workers} worker{'s' if workers > 1 else ''} (removed {removed} leftover files)",
+        f" with {workers} worker{'s' if workers > 1 else ''} ({_cleanup_summary(cleaned)})",
         file=sys.stderr,
     )
     if workers == 1:
@@ -255,8 +255,18 @@ def _cleanup(args: argparse.Namespace) -> int:
     with open_store(args.config) as store:
         if not isinstance(store, LocalFSStore):
             raise ConfigError("cleanup is for the localfs backend")
-        print(f"removed {store.cleanup()} leftover files")
+        print(_cleanup_summary(store.cleanup()))
     return 0
+
+
+def _cleanup_summary(report: CleanupReport) -> str:
+    summary = f"removed {report.removed} leftover files"
+    if report.kept:
+        summary += (
+            f"; left alone {len(report.kept)} files with reserved names that the store did not make"
+            f" (first: {report.kept[0]!r})"
+        )
+    return summary
 
 
 def _file_size(f: IO[bytes]) -> int:

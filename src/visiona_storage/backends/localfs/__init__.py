@@ -1,5 +1,6 @@
 """The local filesystem backend."""
 
+from ._cleanup import CleanupReport
 from ._store import LocalFSStore
 
-__all__ = ["LocalFSStore"]
+__all__ = ["CleanupReport", "LocalFSStore"]

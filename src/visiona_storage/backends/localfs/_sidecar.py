@@ -183,3 +183,16 @@ def _version(entry: dict[str, Any], identity: tuple[int, int, int]) -> Version:
 # Version per stat, so it goes straight to tuple.__new__.
 _new_identity = functools.partial(tuple.__new__, FileIdentity)
 _new_version = functools.partial(tuple.__new__, Version)
+
+
+def is_sidecar(raw: bytes) -> bool:
+    """Whether `raw` is a sidecar in this package's format: every version names a
+    data file. A clean-up removes an orphan sidecar only if it is one."""
+    try:
+        entries = parse(raw)
+        return all(
+            type(item) is dict and all(type(item.get(field)) is int for field in ("ino", "size", "mtime_ns"))
+            for item in entries
+        )
+    except CorruptSidecarError:
+        return False

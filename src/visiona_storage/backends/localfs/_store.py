@@ -7,7 +7,6 @@ import hashlib
 import logging
 import os
 import stat
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlencode
@@ -22,15 +21,16 @@ from ..._errors import (
     StorageError,
     StorageFullError,
 )
-from ..._keys import INTERNAL_DIR, SIDECAR_SUFFIX, TEMP_SUFFIX, is_valid_key, segment_problem
+from ..._keys import INTERNAL_DIR, SIDECAR_SUFFIX, is_valid_key, segment_problem
 from ..._models import DEFAULT_CHUNK_SIZE, ObjectInfo, ObjectReader, object_info
 from ..._signing import URLSigner, load_or_create_keys
 from ..._store import Store
 from . import _sidecar as sidecar
 from . import _tree as tree
+from ._cleanup import CleanupReport, clean_up, is_our_sidecar
 from ._linux import open_beneath
 from ._reclaim import Reclaimer
-from ._tempfile import TempFile, is_stale
+from ._tempfile import TempFile, create_exclusive
 from ._writing import write_body
 
 log = logging.getLogger("visiona_storage.localfs")
@@ -195,12 +195,9 @@ class LocalFSStore(Store):
         raise StorageError(f"the folder of {key!r} keeps disappearing", key)
 
     def _write_sidecar(self, dir_fd: int, name: str, versions: Sequence[sidecar.Version]) -> None:
-        target = name + SIDECAR_SUFFIX
-        staging = target + TEMP_SUFFIX
         data = sidecar.encode(versions)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
         while True:
-            fd = os.open(staging, flags, 0o644, dir_fd=dir_fd)
+            staging, fd = create_exclusive(dir_fd, os.O_WRONLY | os.O_CLOEXEC, 0o644)
             try:
                 os.write(fd, data)
                 if self.fsync:
@@ -213,7 +210,7 @@ class LocalFSStore(Store):
                 raise
             break
         os.close(fd)
-        tree.replace(dir_fd, staging, target, lazy=not self.fsync)
+        tree.replace(dir_fd, staging, name + SIDECAR_SUFFIX, lazy=not self.fsync)
         if self.fsync:
             # The sidecar naming the new file must be durable before the file is renamed in.
             tree.fsync_folder(dir_fd)
@@ -460,7 +457,9 @@ class LocalFSStore(Store):
                     try:
                         if st is not None and stat.S_ISREG(st.st_mode):
                             tree.unlink(dir_fd, name)
-                        tree.unlink(dir_fd, name + SIDECAR_SUFFIX)
+                            tree.unlink(dir_fd, name + SIDECAR_SUFFIX)
+                        elif is_our_sidecar(dir_fd, name + SIDECAR_SUFFIX):  # a crashed delete's
+                            tree.unlink(dir_fd, name + SIDECAR_SUFFIX)
                         if self.fsync:
                             tree.fsync_folder(dir_fd)
                     finally:  # its blocks are freed in the background
@@ -556,49 +555,19 @@ class LocalFSStore(Store):
 
     # maintenance
 
-    def cleanup(self, *, min_age_seconds: float = _STALE_TEMP_AGE) -> int:
-        """Remove what crashed writers left under the root; return how many files.
+    def cleanup(self, *, min_age_seconds: float = _STALE_TEMP_AGE) -> CleanupReport:
+        """Remove what crashed writers left under the root, and report what it left alone.
 
-        That is temp files whose writer is gone and sidecars whose object is
-        gone. Safe to run while other threads and processes use the store.
+        It removes only what it can prove the store made: temp files whose writer
+        is gone (and older than `min_age_seconds`), and sidecars in the store's own
+        format whose object is gone. A file with a reserved-looking name that the
+        store did not make (a person's ``notes.meta.json``) is kept, logged and
+        listed in the report. Safe to run while other threads and processes use the
+        store. Raises `StorageError`.
         """
         self._check_open()
-        removed = 0
         with _os_errors(None, "clean up"):
-            pending = [""]
-            while pending:
-                folder = pending.pop()
-                dir_fd = tree.open_folder(self._root_fd, folder, create=False, key=folder)
-                if dir_fd is None:
-                    continue
-                try:
-                    removed += self._cleanup_folder(dir_fd, folder, min_age_seconds, pending)
-                finally:
-                    os.close(dir_fd)
-        return removed
-
-    def _cleanup_folder(self, dir_fd: int, folder: str, min_age_seconds: float, pending: list[str]) -> int:
-        removed = 0
-        now = time.time()
-        with os.scandir(dir_fd) as scan:
-            entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in scan]
-        pending.extend(f"{folder}/{name}" if folder else name for name, is_dir in entries if is_dir)
-        try:
-            with tree.folder_lock(dir_fd):
-                for name, is_dir in entries:
-                    if not is_dir and self._is_leftover(dir_fd, name, min_age_seconds, now):
-                        removed += tree.unlink(dir_fd, name)
-        except tree.FolderVanishedError:
-            pass
-        return removed
-
-    def _is_leftover(self, dir_fd: int, name: str, min_age_seconds: float, now: float) -> bool:
-        if name.endswith(TEMP_SUFFIX):
-            return is_stale(dir_fd, name, min_age_seconds, now)
-        if name.endswith(SIDECAR_SUFFIX):
-            data = tree.lstat(dir_fd, name[: -len(SIDECAR_SUFFIX)])
-            return data is None or not stat.S_ISREG(data.st_mode)
-        return False
+            return clean_up(self._root_fd, min_age_seconds)
 
     def _close(self) -> None:
         self._reclaimer.drain()  # the space of replaced and deleted objects is back

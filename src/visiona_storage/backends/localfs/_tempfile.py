@@ -2,11 +2,13 @@
 
 On Linux a temp file is made with ``O_TMPFILE``: it has no name while it is
 written, so a writer that is killed or hits a full disk leaves nothing behind.
-It is linked as ``<name>.vs-tmp`` only inside the folder lock, just before the
-rename that publishes it, so a clean-up (which holds that lock) never sees a live
-writer's. Elsewhere it is a named ``.vs-<random>.vs-tmp`` file, and its writer
-holds an ``flock`` on it for its whole life, so a clean-up can tell a dead
-writer's leftover (lock free) from a live one's.
+It is linked under a random temp name (`temp_name`) only inside the folder lock,
+just before the rename that publishes it, so a clean-up (which holds that lock)
+never sees a live writer's. Elsewhere it is created under a random temp name,
+and its writer holds an ``flock`` on it for its whole life, so a clean-up can
+tell a dead writer's leftover (lock free) from a live one's. Temp files are only
+ever created exclusively: a file already at a name (a hard link, a FIFO a person
+put there) is never opened, written through or removed.
 """
 
 from __future__ import annotations
@@ -15,17 +17,17 @@ import contextlib
 import errno
 import fcntl
 import os
-import secrets
+import stat
 from collections.abc import Callable
 
-from ..._keys import TEMP_SUFFIX
+from ..._keys import is_temp_name, temp_name
 from ._linux import preallocate, start_writeback
 from ._tree import replace
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_CLOEXEC
 _O_TMPFILE: int = getattr(os, "O_TMPFILE", 0)
 _CAN_LINK_UNNAMED = bool(_O_TMPFILE) and os.path.isdir("/proc/self/fd")
-RANDOM_PREFIX = ".vs-"
+_MAX_NAME_TRIES = 100
 _PREALLOCATE_FROM = 256 * 1024
 _WRITE_PIECE = 1 << 20
 """Writes go down 1 MiB at a time. With ``sync_file_range`` on 4 MiB pieces, a
@@ -72,9 +74,8 @@ class TempFile:
             except OSError as exc:
                 if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
                     raise
-        self.name = f"{RANDOM_PREFIX}{secrets.token_hex(16)}{TEMP_SUFFIX}"
-        flags = _WRITE_FLAGS | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-        return os.open(self.name, flags, 0o644, dir_fd=dir_fd)
+        self.name, fd = create_exclusive(dir_fd, _WRITE_FLAGS, 0o644)
+        return fd
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Append `data`, 1 MiB at a time; a large piece gets its blocks allocated
@@ -117,8 +118,8 @@ class TempFile:
         """Rename the file to `name` in folder `dir_fd`, replacing what is there.
 
         The caller holds that folder's lock. An unnamed file is first linked as
-        ``<name>.vs-tmp``, a name that only exists under that lock: if the rename
-        fails, the name is gone again before this raises.
+        a random temp name that only exists under that lock: if the rename fails,
+        the name is gone again before this raises.
         """
         if self.name is not None:
             if self.dir_fd == dir_fd:
@@ -127,13 +128,16 @@ class TempFile:
                 os.rename(self.name, name, src_dir_fd=self.dir_fd, dst_dir_fd=dir_fd)
             self.name = None
             return
-        staging = name + TEMP_SUFFIX
         source = f"/proc/self/fd/{self.fd}"
-        try:
-            os.link(source, staging, dst_dir_fd=dir_fd, follow_symlinks=True)
-        except FileExistsError:  # a crashed writer's leftover
-            os.unlink(staging, dir_fd=dir_fd)
-            os.link(source, staging, dst_dir_fd=dir_fd, follow_symlinks=True)
+        for _ in range(_MAX_NAME_TRIES):
+            staging = temp_name()
+            try:
+                os.link(source, staging, dst_dir_fd=dir_fd, follow_symlinks=True)
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise FileExistsError(errno.EEXIST, "no free temp name", staging)
         try:
             replace(dir_fd, staging, name, lazy=not self.durable)
         except BaseException:
@@ -152,13 +156,27 @@ class TempFile:
             self.name = None
 
 
-def is_stale(dir_fd: int, name: str, min_age_seconds: float, now: float) -> bool:
-    """True if the temp file `name` was left by a writer that is gone.
+def create_exclusive(dir_fd: int, flags: int, mode: int) -> tuple[str, int]:
+    """Create a new file under a random temp name in `dir_fd`, exclusively (never
+    opening what is already there); its name and descriptor, opened with `flags`."""
+    for _ in range(_MAX_NAME_TRIES):
+        name = temp_name()
+        try:
+            return name, os.open(name, flags | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode, dir_fd=dir_fd)
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temp name")
 
-    The caller holds the folder's lock, so no live writer is publishing here:
-    any temp file whose ``flock`` is free is a leftover, except a random-named one
-    younger than `min_age_seconds` (its writer may not have locked it yet).
+
+def is_stale(dir_fd: int, name: str, min_age_seconds: float, now: float) -> bool:
+    """True if `name` is a temp file (see `temp_name`) left by a writer that is gone.
+
+    The caller holds the folder's lock, so no live writer is publishing here: a
+    temp file whose ``flock`` is free and that is older than `min_age_seconds`
+    (its writer may not have locked it yet) is a leftover. Any other name is not.
     """
+    if not is_temp_name(name):
+        return False
     try:
         # O_NONBLOCK: a FIFO under a temp name must not hang the clean-up.
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
@@ -169,7 +187,7 @@ def is_stale(dir_fd: int, name: str, min_age_seconds: float, now: float) -> bool
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False
-        young = now - os.fstat(fd).st_mtime < min_age_seconds
-        return not (name.startswith(RANDOM_PREFIX) and young)
+        st = os.fstat(fd)
+        return stat.S_ISREG(st.st_mode) and now - st.st_mtime >= min_age_seconds
     finally:
         os.close(fd)
