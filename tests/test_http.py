@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import format_datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -22,6 +23,7 @@ from starlette.datastructures import Headers, QueryParams
 
 import visiona_storage as vs
 from servers import LiveServer
+from visiona_storage.backends.localfs import _store as localfs_store
 from visiona_storage.http import _get_headers, _http_date, _query, create_app
 
 MiB = 1 << 20
@@ -455,3 +457,27 @@ def test_a_get_reads_its_conditions_from_the_raw_headers_as_starlette_does() -> 
     assert found == {"range": "bytes=0-9", "if-none-match": '"a"'}
     for name in ("range", "if-none-match", "if-match"):
         assert found.get(name) == Headers(scope=scope).get(name)
+
+
+def test_a_file_copied_in_by_hand_is_hashed_off_the_event_loop_once(
+    store: vs.LocalFSStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(2 * MiB + 1)
+    (tmp_path / "storage/hand").mkdir(parents=True)
+    (tmp_path / "storage/hand/big.bin").write_bytes(data)
+    hashed_on: list[str] = []
+    real_adopt = localfs_store._adopt
+
+    def watched_adopt(*args: Any) -> Any:
+        hashed_on.append(threading.current_thread().name)
+        return real_adopt(*args)
+
+    monkeypatch.setattr(localfs_store, "_adopt", watched_adopt)
+    url = store.presigned_get_url("hand/big.bin")
+    for method in ("HEAD", "GET", "GET"):
+        status, headers, body = request(method, url)
+        assert status == 200
+        assert headers["etag"] == f'"{hashlib.sha256(data).hexdigest()}"'
+    assert body == data
+    assert len(hashed_on) == 1
+    assert hashed_on[0] != "live-uvicorn"  # the event loop's thread

@@ -20,6 +20,7 @@ import pytest
 import visiona_storage as vs
 from visiona_storage._keys import temp_name
 from visiona_storage.backends.localfs import _sidecar as sidecar
+from visiona_storage.backends.localfs import _store as localfs_store
 from visiona_storage.backends.localfs import _tempfile
 from visiona_storage.backends.localfs._tempfile import TempFile
 from visiona_storage.testing._suite import FailingFile
@@ -244,6 +245,54 @@ def test_a_file_copied_in_by_hand_is_an_object(store: vs.LocalFSStore, root: Pat
     assert [i.key for i in store.list()] == ["manual/model.onnx"]
     with store.get("manual/model.onnx") as reader:
         assert reader.read() == b"copied"
+
+
+def test_a_file_copied_in_by_hand_is_hashed_once_and_its_version_kept(
+    store: vs.LocalFSStore, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(3 * MiB)
+    (root / "manual").mkdir(parents=True)
+    (root / "manual/model.onnx").write_bytes(data)
+    assert store.get_nowait("manual/model.onnx") is None  # only hashing can tell its ETag
+    assert store.stat("manual/model.onnx").etag == hashlib.sha256(data).hexdigest()
+    assert (root / "manual/model.onnx.meta.json").exists()
+
+    def no_more_hashing(*args: object) -> None:
+        raise AssertionError("hashed again")
+
+    monkeypatch.setattr(localfs_store, "_adopt", no_more_hashing)
+    reader = store.get_nowait("manual/model.onnx", 1, 4)
+    assert reader is not None
+    with reader:
+        assert reader.read() == data[1:4]
+        assert reader.info.etag == hashlib.sha256(data).hexdigest()
+    assert [i.etag for i in store.list("manual/")] == [hashlib.sha256(data).hexdigest()]
+    assert store.cleanup(min_age_seconds=0).removed == 0
+
+
+def test_a_file_replaced_by_hand_is_hashed_again(store: vs.LocalFSStore, root: Path) -> None:
+    store.put("m", b"first", metadata={"v": "1"})
+    (root / "new").write_bytes(b"second, copied over by hand")
+    os.replace(root / "new", root / "m")
+    info = store.stat("m")
+    assert (info.etag, info.metadata) == (hashlib.sha256(b"second, copied over by hand").hexdigest(), {})
+    with store.get("m") as reader:
+        assert reader.read() == b"second, copied over by hand"
+
+
+def test_a_store_that_cannot_write_still_serves_a_file_copied_in_by_hand(
+    store: vs.LocalFSStore, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (root / "d").mkdir(parents=True)
+    (root / "d/f.bin").write_bytes(b"by hand")
+
+    def read_only(*args: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(store, "_write_sidecar", read_only)
+    for _ in range(2):
+        assert store.stat("d/f.bin").etag == hashlib.sha256(b"by hand").hexdigest()
+    assert not (root / "d/f.bin.meta.json").exists()
 
 
 def test_a_file_edited_by_hand_gets_its_true_etag(store: vs.LocalFSStore, root: Path) -> None:

@@ -32,11 +32,6 @@ class Store(abc.ABC):
     """
 
     _closed: bool = False
-    _reads_are_local: bool = False
-    """True where `get` and `stat` of a small object return within microseconds
-    (memory, a local disk's page cache): the HTTP app may then call them on its
-    event loop instead of paying a hop to a worker thread. A backend that goes
-    over the network must leave it False."""
 
     def put(
         self,
@@ -84,6 +79,19 @@ class Store(abc.ABC):
         key = check_key(key)
         start, end = args.check_range(start, end, key)
         return self._get(key, start, end)
+
+    def get_nowait(self, key: str, start: int = 0, end: int | None = None) -> ObjectReader | None:
+        """`get`, if the backend can open the object without waiting on a network or
+        on hashing a large file (memory; a local file the store has a version of);
+        else None, and the caller calls `get`, off its event loop if it has one.
+
+        Made for event loops: an async server answers small local reads on its loop
+        and pays a hop to a worker thread only when it must. Raises as `get` does.
+        """
+        self._check_open()
+        key = check_key(key)
+        start, end = args.check_range(start, end, key)
+        return self._get_nowait(key, start, end)
 
     def stat(self, key: str) -> ObjectInfo:
         """Return the `ObjectInfo` of `key` without reading its data.
@@ -190,6 +198,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def _get(self, key: str, start: int, end: int | None) -> ObjectReader:
         """Open a reader of ``[start, min(end, size))``. Must raise `NotFoundError`."""
+
+    def _get_nowait(self, key: str, start: int, end: int | None) -> ObjectReader | None:
+        """`_get` if it needs no waiting on a network or on hashing; else None (the
+        default: a backend opts in)."""
+        return None
 
     @abc.abstractmethod
     def _stat(self, key: str) -> ObjectInfo:

@@ -154,11 +154,12 @@ class _Endpoint:
         """`headers` are the request's `_GET_HEADERS` that it carries."""
         wanted = _parse_range(headers.get("range"))
         # One call opens the object and, if it is small, reads it whole too: on the
-        # event loop for a local store (microseconds), else in one thread hop.
-        if self.store._reads_are_local:
-            info, reader, body = self._fetch(key, wanted, SMALL_ON_LOOP)
-        else:
-            info, reader, body = await anyio.to_thread.run_sync(self._fetch, key, wanted, CHUNK_SIZE)
+        # event loop where the store can open it without waiting (microseconds for a
+        # local file), else in one thread hop.
+        fetched = self._fetch_nowait(key, wanted)
+        if fetched is None:
+            fetched = await anyio.to_thread.run_sync(self._fetch, key, wanted)
+        info, reader, body = fetched
         try:
             response = self._respond(headers, key, info, wanted)
             if response.status_code >= 300 or head:
@@ -176,15 +177,23 @@ class _Endpoint:
                 reader.close()
 
     def _fetch(
-        self, key: str, wanted: tuple[int | None, int | None] | None, small: int
+        self, key: str, wanted: tuple[int | None, int | None] | None
     ) -> tuple[ObjectInfo, ObjectReader | None, bytes | None]:
         """The object's info, and a reader of the wanted bytes, or those bytes
-        themselves if the object is at most `small` bytes."""
-        reader = self._open(key, wanted)
-        if reader.info.size > small:
-            return reader.info, reader, None
-        with reader:
-            return reader.info, None, reader.read()
+        themselves if the object is at most `CHUNK_SIZE` bytes."""
+        return _read_if_small(self._open(key, wanted), CHUNK_SIZE)
+
+    def _fetch_nowait(
+        self, key: str, wanted: tuple[int | None, int | None] | None
+    ) -> tuple[ObjectInfo, ObjectReader | None, bytes | None] | None:
+        """`_fetch` on the event loop, for an object the store opens without waiting
+        (`Store.get_nowait`) and reads whole if at most `SMALL_ON_LOOP` bytes; None
+        when that cannot be (a suffix range, which needs a stat first)."""
+        if wanted is not None and wanted[0] is None:
+            return None
+        start, end = (0, None) if wanted is None else _slice(wanted)
+        reader = self.store.get_nowait(key, start, end)
+        return None if reader is None else _read_if_small(reader, SMALL_ON_LOOP)
 
     def _respond(
         self,
@@ -228,7 +237,7 @@ class _Endpoint:
             return self.store.get(key)
         first, last = wanted
         if first is not None:
-            return self.store.get(key, first, None if last is None else last + 1)
+            return self.store.get(key, *_slice(wanted))
         assert last is not None  # a suffix range: the last `last` bytes
         for _ in range(5):
             size = self.store.stat(key).size
@@ -273,6 +282,22 @@ class _Endpoint:
 
         info = await _while_pumping(body, put)
         return Response(status_code=200, headers={"ETag": f'"{info.etag}"'})
+
+
+def _slice(wanted: tuple[int | None, int | None]) -> tuple[int, int | None]:
+    """The ``[start, end)`` slice of a range that has its first byte."""
+    first, last = wanted
+    assert first is not None
+    return first, None if last is None else last + 1
+
+
+def _read_if_small(reader: ObjectReader, small: int) -> tuple[ObjectInfo, ObjectReader | None, bytes | None]:
+    """(info, the reader, None) for an object over `small` bytes; else (info, None,
+    its wanted bytes), the reader closed."""
+    if reader.info.size > small:
+        return reader.info, reader, None
+    with reader:
+        return reader.info, None, reader.read()
 
 
 async def _while_pumping(body: RequestBody, put: Callable[[], ObjectInfo]) -> ObjectInfo:

@@ -24,7 +24,6 @@ class _Object:
 class MemoryStore(Store):
     """A `Store` that keeps every object in memory; thread-safe, lost on exit."""
 
-    _reads_are_local = True
 
     def __init__(self) -> None:
         self._objects: dict[str, _Object] = {}
@@ -75,6 +74,9 @@ class MemoryStore(Store):
         stop = obj.info.size if end is None else min(end, obj.info.size)
         view = memoryview(obj.data)[min(start, stop) : stop]
         return _MemoryReader(_copy(obj.info), view)
+
+    def _get_nowait(self, key: str, start: int, end: int | None) -> ObjectReader:
+        return self._get(key, start, end)
 
     def _stat(self, key: str) -> ObjectInfo:
         return _copy(self._lookup(key).info)

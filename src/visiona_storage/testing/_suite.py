@@ -549,6 +549,23 @@ class StoreConformance:
 
     # Readers and ranges.
 
+    def test_get_nowait_opens_what_get_opens_or_nothing(self, store: Store) -> None:
+        info = store.put("n/w.bin", b"0123456789", metadata={"m": "v"})
+        reader = store.get_nowait("n/w.bin", 2, 5)
+        if reader is not None:  # a backend that would wait answers None instead
+            with reader:
+                assert reader.info == info
+                assert reader.read() == b"234"
+        with pytest.raises(InvalidKeyError):
+            store.get_nowait("a//b")
+        with pytest.raises(InvalidArgumentError):
+            store.get_nowait("n/w.bin", -1)
+        try:
+            missing = store.get_nowait("n/missing")
+        except NotFoundError:
+            missing = None
+        assert missing is None
+
     def test_reader_reads_in_chunks(self, store: Store) -> None:
         data = bytes(range(256)) * 100
         store.put("r", data)

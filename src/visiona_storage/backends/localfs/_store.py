@@ -56,8 +56,6 @@ class LocalFSStore(Store):
     ever read or written, and symlinks under it are never followed.
     """
 
-    _reads_are_local = True
-
     def __init__(
         self,
         root: str | os.PathLike[str] = "./data/storage",
@@ -270,7 +268,7 @@ class LocalFSStore(Store):
 
     # get, stat
 
-    def _get(self, key: str, start: int, end: int | None) -> ObjectReader:
+    def _get(self, key: str, start: int, end: int | None, *, hash_foreign: bool = True) -> ObjectReader:
         """The common get opens the data file and its sidecar with `open_beneath` (no
         symlink, nowhere outside the root) and trusts them as `_stat` does: the
         sidecar must name the very file opened. Anything else goes `_get_carefully`."""
@@ -284,7 +282,7 @@ class LocalFSStore(Store):
             if info is not None:
                 return _reader(info, fd, start, end)
             os.close(fd)
-        return self._get_carefully(key, start, end)
+        return self._get_carefully(key, start, end, hash_foreign=hash_foreign)
 
     def _trusted_open(self, key: str, fd: int) -> ObjectInfo | None:
         """`_trusted_info` for the data file open at `fd` (left open)."""
@@ -295,12 +293,22 @@ class LocalFSStore(Store):
         sidecar_fd = open_beneath(self._root_fd, key + SIDECAR_SUFFIX, tree.FILE_FLAGS)
         return None if sidecar_fd is None else self._trusted_info(key, st, sidecar_fd)
 
-    def _get_carefully(self, key: str, start: int, end: int | None) -> ObjectReader:
+    def _get_nowait(self, key: str, start: int, end: int | None) -> ObjectReader | None:
+        """`_get`, unless the object is a file with no version of the store's yet (put
+        under the root by hand): hashing it may take seconds, so None."""
+        try:
+            return self._get(key, start, end, hash_foreign=False)
+        except _WouldHashError:
+            return None
+
+    def _get_carefully(
+        self, key: str, start: int, end: int | None, *, hash_foreign: bool = True
+    ) -> ObjectReader:
         folder, name = _split(key)
         with _os_errors(key, "read"):
             dir_fd = self._folder(folder, key)
             try:
-                fd, version, st = self._open(dir_fd, name, key)
+                fd, version, st = self._open(dir_fd, name, key, hash_foreign=hash_foreign)
             finally:
                 os.close(dir_fd)
             return _reader(_info(key, version, st), fd, start, end)
@@ -364,8 +372,15 @@ class LocalFSStore(Store):
             raise NotFoundError(f"no object at key {key!r}", key)
         return dir_fd
 
-    def _open(self, dir_fd: int, name: str, key: str) -> tuple[int, sidecar.Version, os.stat_result]:
-        """Open the data file and find the version that describes exactly that file."""
+    def _open(
+        self, dir_fd: int, name: str, key: str, *, hash_foreign: bool = True
+    ) -> tuple[int, sidecar.Version, os.stat_result]:
+        """Open the data file and find the version that describes exactly that file.
+
+        A file with no version of the store's (put there by hand) is hashed, and
+        the version found is recorded in its sidecar, so that it is hashed once;
+        unless not `hash_foreign`: then this raises `_WouldHashError`.
+        """
         # Compared between attempts: which data file and which sidecar (never access times).
         seen: tuple[object, ...] | None = None
         for _ in range(_MAX_READ_ATTEMPTS):
@@ -378,7 +393,10 @@ class LocalFSStore(Store):
                 version = sidecar.find(raw, st) if raw is not None else None
                 state = (st.st_ino, st.st_size, st.st_mtime_ns, raw)
                 if version is None and (raw is None or seen == state):
+                    if not hash_foreign:
+                        raise _WouldHashError
                     version = _adopt(fd, st, key)  # stable, yet no version of ours: foreign
+                    self._record(dir_fd, name, st, raw, version)
                 if version is not None:
                     return fd, version, st
                 seen = state  # a writer committed meanwhile; look again
@@ -387,6 +405,24 @@ class LocalFSStore(Store):
                 raise
             os.close(fd)
         raise StorageError(f"object {key!r} keeps changing while being opened", key)
+
+    def _record(
+        self, dir_fd: int, name: str, st: os.stat_result, raw: bytes | None, version: sidecar.Version
+    ) -> None:
+        """Keep the `version` found for a file put there by hand in its sidecar, if the
+        file and the sidecar are still as they were read (under the folder lock, so
+        no commit runs in between). A store that cannot write (a read-only root)
+        simply hashes the file again next time."""
+        try:
+            with tree.folder_lock(dir_fd):
+                now = tree.lstat(dir_fd, name)
+                if now is None or sidecar.FileIdentity.of(now) != version.file or now.st_dev != st.st_dev:
+                    return
+                if self._read_sidecar(dir_fd, name, name) != raw:
+                    return
+                self._write_sidecar(dir_fd, name, [version])
+        except (OSError, StorageError, tree.FolderVanishedError) as exc:
+            log.debug("could not record the version of %r: %s", name, exc)
 
     def _version(
         self, dir_fd: int, name: str, key: str, known: os.stat_result | None = None
@@ -639,6 +675,10 @@ def _sorted_entries(dir_fd: int, prefix: str, start: str) -> list[tuple[str, boo
                 found.append((order, name, is_dir))
     found.sort()
     return [(name, is_dir) for _, name, is_dir in found]
+
+
+class _WouldHashError(Exception):
+    """Raised inside `_get_nowait` where only hashing the file would tell its ETag."""
 
 
 def _adopt(fd: int, st: os.stat_result, key: str) -> sidecar.Version:
