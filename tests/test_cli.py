@@ -101,6 +101,10 @@ def test_presign_prints_urls(tmp_path: Path) -> None:
     assert get_url.startswith("http://localhost:3001/storage/k?X-VS-Expires=")
     assert "X-VS-Max-Size=10" in put_url
     assert run(tmp_path, "presign", "k", "--ttl", "9999999").returncode == 2
+    refused = run(tmp_path, "presign", "k", "--put", "--max-size", "-1")
+    assert refused.returncode == 2
+    assert refused.stderr.decode().count("\n") == 1
+    assert "max_size" in refused.stderr.decode()
 
 
 def test_serve_answers_presigned_urls_and_cleans_up_at_start(tmp_path: Path) -> None:

@@ -155,3 +155,75 @@ def test_presigned_url_percent_encodes_the_key(tmp_path: Path) -> None:
     store = vs.LocalFSStore(tmp_path / "s", base_url="http://h:1/storage/")
     url = store.presigned_get_url("dir/a b%?#模型.nef")
     assert url.startswith("http://h:1/storage/dir/a%20b%25%3F%23%E6%A8%A1%E5%9E%8B.nef?")
+
+
+@pytest.mark.parametrize("field", [EXPIRES, MAX_SIZE])
+@pytest.mark.parametrize("digits", ["²", "①", "1796488013²", "\u0661\u0662", "\uff11\uff12"])
+def test_unicode_digits_in_a_signed_field_are_refused(field: str, digits: str) -> None:
+    signer = URLSigner({"k1": SECRET_A})
+    params = signer.sign("PUT", "k", 900, "application/octet-stream", 10)
+    params[field] = digits
+    with pytest.raises(vs.SignatureError, match="malformed"):
+        signer.verify("PUT", "k", params, "application/octet-stream")
+
+
+def test_a_url_valid_for_more_than_7_days_is_refused_even_if_signed() -> None:
+    signer = URLSigner({"k1": SECRET_A})
+    params = signer.sign("GET", "k", 7 * 24 * 3600, None, None)
+    assert signer.verify("GET", "k", params, None)  # 7 days is allowed
+    later = int(params[EXPIRES]) + 3600  # as if signed by a signer that allows more
+    forged = {**params, EXPIRES: str(later)}
+    forged[SIGNATURE] = signer._mac(
+        SECRET_A.encode(), method="GET", key="k", expires=later, key_id="k1", content_type=None, max_size=None
+    )
+    with pytest.raises(vs.SignatureError, match="7 days"):
+        signer.verify("GET", "k", forged, None)
+
+
+@pytest.mark.parametrize(("ttl", "max_size"), [(900, -1), (0, None), (7 * 24 * 3600 + 1, None), (900, True)])
+def test_signing_a_url_nobody_could_use_is_refused(ttl: int, max_size: int | None) -> None:
+    with pytest.raises(vs.InvalidArgumentError):
+        URLSigner({"k1": SECRET_A}).sign("PUT", "k", ttl, None, max_size)
+
+
+def test_presigned_put_url_with_a_negative_max_size_is_refused(tmp_path: Path) -> None:
+    with vs.LocalFSStore(tmp_path) as store, pytest.raises(vs.InvalidArgumentError, match="max_size"):
+        store.presigned_put_url("k", max_size=-1)
+
+
+@pytest.mark.parametrize("secret", [32, 3.5, None, ["a" * 32], {"a": 1}, True])
+def test_a_signing_key_that_is_not_text_is_a_config_error(secret: object) -> None:
+    with pytest.raises(vs.ConfigError, match="must be text"):
+        URLSigner({"k1": secret})  # type: ignore[dict-item]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"active": "k1", "keys": {"k1": 32}}',
+        b'{"active": "k1", "keys": {"k1": null}}',
+        b'{"active": 1, "keys": {"k1": "' + b"a" * 64 + b'"}}',
+        b'{"active": "k1", "keys": ["k1"]}',
+        b"[]",
+        b"32",
+        b"\xff\xfe",
+        b'{"active": "k2", "keys": {"k1": "' + b"a" * 64 + b'"}}',
+    ],
+)
+def test_a_damaged_signing_key_file_is_one_config_error(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / ".visiona-storage").mkdir()
+    (tmp_path / ".visiona-storage/signing-keys.json").write_bytes(content)
+    with vs.LocalFSStore(tmp_path) as store, pytest.raises(vs.ConfigError, match="damaged") as caught:
+        store.presigned_get_url("k")
+    assert "\n" not in str(caught.value)
+
+
+def test_a_signing_key_file_others_can_read_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with vs.LocalFSStore(tmp_path) as store:
+        store.presigned_get_url("k")
+    os.chmod(tmp_path / ".visiona-storage/signing-keys.json", 0o644)
+    with caplog.at_level("WARNING"), vs.LocalFSStore(tmp_path) as store:
+        store.presigned_get_url("k")
+    assert "can be read by others (mode 644)" in caplog.text

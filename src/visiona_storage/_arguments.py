@@ -79,6 +79,13 @@ def check_size(size: int, key: str | None = None) -> int:
     return size
 
 
+def check_max_size(max_size: int, key: str | None = None) -> int:
+    """Return `max_size` if it is a byte count (0 or more)."""
+    if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 0:
+        raise InvalidArgumentError(f"max_size must be an int >= 0, not {max_size!r}", key)
+    return max_size
+
+
 def check_range(start: int, end: int | None, key: str | None = None) -> tuple[int, int | None]:
     """Return (start, end) if they describe the slice ``[start, end)`` of an object."""
     if isinstance(start, bool) or not isinstance(start, int) or start < 0:

@@ -204,9 +204,8 @@ def _field_value(cls: type[Any], name: str, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected true or false, got {shown}")
         return value
     if isinstance(default, int):
-        if isinstance(value, bool) or (
-            not isinstance(value, int) and not (isinstance(value, str) and value.isdigit())
-        ):
+        digits = isinstance(value, str) and value.isascii() and value.isdigit()
+        if isinstance(value, bool) or not (isinstance(value, int) or digits):
             raise ConfigError(f"{where}: expected a whole number, got {shown}")
         return int(value)
     if value is None:

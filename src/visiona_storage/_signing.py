@@ -14,6 +14,7 @@ import errno
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import secrets
@@ -21,6 +22,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ._arguments import MAX_TTL_SECONDS, check_max_size, check_ttl
 from ._errors import ConfigError, SignatureError
 from ._keys import temp_name
 
@@ -30,7 +32,11 @@ MAX_SIZE = "X-VS-Max-Size"
 SIGNATURE = "X-VS-Signature"
 SIGNED_PARAMS = (EXPIRES, KEY_ID, MAX_SIZE, SIGNATURE)
 
+log = logging.getLogger("visiona_storage.signing")
+
 _ALGORITHM = "VS1-HMAC-SHA256"
+_DIGITS = re.compile(r"[0-9]+")
+"""ASCII digits only: ``str.isdigit`` also takes ``²`` and ``①``, which ``int`` refuses."""
 _KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _MIN_SECRET_BYTES = 16
 
@@ -53,14 +59,17 @@ class URLSigner:
         for key_id, secret in keys.items():
             if not isinstance(key_id, str) or not _KEY_ID.fullmatch(key_id):
                 raise ConfigError(f"signing_keys: key id {key_id!r} must be 1-64 of A-Z a-z 0-9 . _ -")
-            raw = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+            if not isinstance(secret, (str, bytes)):
+                kind = type(secret).__name__
+                raise ConfigError(f"signing_keys: the key {key_id!r} must be text, not {kind}")
+            raw = secret.encode("utf-8") if isinstance(secret, str) else secret
             if len(raw) < _MIN_SECRET_BYTES:
                 raise ConfigError(
                     f"signing_keys: the key {key_id!r} is shorter than {_MIN_SECRET_BYTES} bytes"
                 )
             self._keys[key_id] = raw
         self.active = active if active is not None else next(iter(self._keys))
-        if self.active not in self._keys:
+        if not isinstance(self.active, str) or self.active not in self._keys:
             raise ConfigError(f"signing_key_id: {self.active!r} is not one of the signing_keys")
 
     def __repr__(self) -> str:
@@ -73,7 +82,12 @@ class URLSigner:
     def sign(
         self, method: str, key: str, ttl_seconds: int, content_type: str | None, max_size: int | None
     ) -> dict[str, str]:
-        """The query parameters that let `method` on `key` through until now + `ttl_seconds`."""
+        """The query parameters that let `method` on `key` through until now + `ttl_seconds`
+        (1 second to 7 days). Raises `InvalidArgumentError` for a TTL out of that range
+        or a negative `max_size`."""
+        check_ttl(ttl_seconds, key)
+        if max_size is not None:
+            check_max_size(max_size, key)
         expires = int(time.time()) + ttl_seconds
         params = {EXPIRES: str(expires), KEY_ID: self.active}
         if max_size is not None:
@@ -97,17 +111,18 @@ class URLSigner:
         content_type: str | None,
         now: float | None = None,
     ) -> SignedRequest:
-        """Check a request's signature; raise `SignatureError` saying why it is refused."""
+        """Check a request's signature; raise `SignatureError` saying why it is refused
+        (malformed, unknown key, tampered, expired, or valid for more than 7 days)."""
         signature, key_id, expires_text = params.get(SIGNATURE), params.get(KEY_ID), params.get(EXPIRES)
         if not signature or not key_id or not expires_text:
             raise SignatureError("the request is not signed", key)
         secret = self._keys.get(key_id)
         if secret is None:
             raise SignatureError("the URL was signed by an unknown or retired key", key)
-        if not expires_text.isdigit() or len(expires_text) > 12:
+        if not _DIGITS.fullmatch(expires_text) or len(expires_text) > 12:
             raise SignatureError("the URL's expiry is malformed", key)
         max_text = params.get(MAX_SIZE)
-        if max_text is not None and (not max_text.isdigit() or len(max_text) > 19):
+        if max_text is not None and (not _DIGITS.fullmatch(max_text) or len(max_text) > 19):
             raise SignatureError("the URL's max size is malformed", key)
         expires, max_size = int(expires_text), int(max_text) if max_text is not None else None
         signed_type = content_type if method == "PUT" else None
@@ -124,8 +139,11 @@ class URLSigner:
             raise SignatureError(
                 "the signature does not match (tampered URL, other method, key or content type)", key
             )
-        if (time.time() if now is None else now) > expires:
+        now = time.time() if now is None else now
+        if now > expires:
             raise SignatureError("the URL has expired", key)
+        if expires - now > MAX_TTL_SECONDS:
+            raise SignatureError("the URL's expiry is more than 7 days away", key)
         return SignedRequest(expires, max_size)
 
     @staticmethod
@@ -215,11 +233,21 @@ def _read_keys(dir_fd: int, name: str, path: str) -> URLSigner:
             raise ConfigError(f"the signing key file {path} is a symlink: remove it") from exc
         raise
     try:
+        mode = os.fstat(fd).st_mode & 0o777
         raw = os.read(fd, 1 << 16)
     finally:
         os.close(fd)
+    if mode & 0o077:
+        log.warning("the signing key file %s can be read by others (mode %o): chmod 600 it", path, mode)
+    damaged = f"the signing key file {path} is damaged: delete it to make a new key"
     try:
         doc = json.loads(raw)
+    except ValueError:
+        raise ConfigError(damaged) from None
+    shaped = isinstance(doc, dict) and isinstance(doc.get("keys"), dict)
+    if not shaped or not isinstance(doc.get("active"), str):
+        raise ConfigError(damaged)
+    try:
         return URLSigner(doc["keys"], doc["active"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"the signing key file {path} is damaged: delete it to make a new key") from exc
+    except ConfigError as exc:
+        raise ConfigError(f"{damaged} ({exc})") from None

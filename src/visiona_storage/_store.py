@@ -141,14 +141,14 @@ class Store(abc.ABC):
         """Return a URL that lets anyone holding it PUT `key` for `ttl` (at most 7 days).
 
         The upload must carry `content_type` (default: the guess from the key) and,
-        where the backend supports it, be at most `max_size` bytes. Raises
+        where the backend supports it, be at most `max_size` bytes (0 or more). Raises
         `InvalidKeyError`, `InvalidArgumentError`, `UnsupportedError`.
         """
         self._check_open()
         key = check_key(key)
         content_type = args.check_content_type(content_type, key) or guess_content_type(key)
         if max_size is not None:
-            max_size = args.check_size(max_size, key)
+            max_size = args.check_max_size(max_size, key)
         return self._presigned_url("PUT", key, args.check_ttl(ttl, key), content_type, max_size)
 
     def close(self) -> None:
