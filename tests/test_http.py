@@ -481,3 +481,143 @@ def test_a_file_copied_in_by_hand_is_hashed_off_the_event_loop_once(
     assert body == data
     assert len(hashed_on) == 1
     assert hashed_on[0] != "live-uvicorn"  # the event loop's thread
+
+
+# Hardening: what an unusual or hostile client gets.
+
+
+def _raw(port: int, head: bytes, body: bytes = b"", wait: float = 10) -> bytes:
+    """Send `head` and `body` as they are; what the server answers before it closes
+    (or `wait` seconds pass)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
+        sock.sendall(head + body)
+        answer = b""
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+                if b"\r\n\r\n" in answer and b'"key"' in answer:
+                    break
+        return answer
+
+
+def _target(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.path}?{parts.query}"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "sandboxed"),
+    [
+        ("image/svg+xml", True),
+        ("text/html; charset=utf-8", True),
+        ("TEXT/HTML", True),
+        ("application/xhtml+xml", True),
+        ("application/xml", True),
+        ("text/xml", True),
+        ("application/rss+xml", True),
+        ("text/javascript", True),
+        ("application/javascript", True),
+        ("application/octet-stream", False),
+        ("application/json", False),
+        ("image/png", False),
+        ("text/plain", False),
+    ],
+)
+def test_objects_are_served_nosniff_and_active_types_sandboxed(
+    store: vs.LocalFSStore, content_type: str, sandboxed: bool
+) -> None:
+    store.put("u/file", b"<svg onload=alert(1)>", content_type=content_type)
+    for method in ("GET", "HEAD"):
+        status, headers, _ = request(method, store.presigned_get_url("u/file"))
+        assert status == 200
+        assert headers["x-content-type-options"] == "nosniff"
+        assert (headers.get("content-security-policy") == "sandbox") is sandboxed
+
+
+def test_if_match_star_on_put_replaces_only_an_existing_object(store: vs.LocalFSStore) -> None:
+    url = store.presigned_put_url("u/m", content_type="application/octet-stream")
+    headers = {"Content-Type": "application/octet-stream", "If-Match": "*"}
+    assert request("PUT", url, b"new", headers)[0] == 412
+    with pytest.raises(vs.NotFoundError):
+        store.stat("u/m")
+    store.put("u/m", b"old")
+    assert request("PUT", url, b"new", headers)[0] == 200
+    with store.get("u/m") as reader:
+        assert reader.read() == b"new"
+
+
+def test_raw_utf8_metadata_headers_are_stored_as_the_text_they_spell(
+    store: vs.LocalFSStore, live: LiveServer
+) -> None:
+    url = store.presigned_put_url("u/meta", content_type="application/octet-stream")
+    head = (
+        f"PUT {_target(url)} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+        f"Content-Length: 2\r\nConnection: close\r\n"
+    ).encode() + "x-amz-meta-title: 模型 café\r\nx-amz-meta-latin: caf\xe9\r\n\r\n".encode()
+    head = head.replace("caf\xe9\r\n\r\n".encode(), b"caf\xe9\r\n\r\n")  # one raw Latin-1 byte
+    assert b" 200 " in _raw(live.port, head, b"ok")
+    assert store.stat("u/meta").metadata == {"title": "模型 café", "latin": "café"}
+
+
+@pytest.mark.parametrize("coding", ["gzip", "gzip, chunked", "identity", "chunked, gzip"])
+def test_a_transfer_coding_other_than_chunked_is_refused(
+    store: vs.LocalFSStore, live: LiveServer, coding: str
+) -> None:
+    url = store.presigned_put_url("u/te", content_type="application/octet-stream")
+    head = (
+        f"PUT {_target(url)} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+        f"Transfer-Encoding: {coding}\r\n\r\n"
+    ).encode()
+    answer = _raw(live.port, head, b"5\r\nhello\r\n0\r\n\r\n")
+    status = int(answer.split(b" ", 2)[1]) if answer else 0
+    assert status in (0, 400, 501)
+    with pytest.raises(vs.NotFoundError):
+        store.stat("u/te")
+
+
+def test_an_upload_that_stalls_gets_408_and_stores_nothing(tmp_path: Path, live: LiveServer) -> None:
+    with vs.LocalFSStore(tmp_path / "storage", base_url=f"{live.url}/storage") as store:
+        live.serve(create_app(store, body_timeout=0.5))
+        store.put("u/s", b"old")
+        for declared in (100, 8 * MiB):  # a small body, received whole; a large one, in pieces
+            url = store.presigned_put_url("u/s", content_type="application/octet-stream")
+            head = (
+                f"PUT {_target(url)} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+                f"Content-Length: {declared}\r\n\r\n"
+            ).encode()
+            answer = _raw(live.port, head, b"x" * min(declared - 1, 2 * MiB + 7), wait=10)
+            assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+            assert b"connection: close" in answer.lower()
+        with store.get("u/s") as reader:
+            assert reader.read() == b"old"
+        names = [name for _, _, found in os.walk(tmp_path / "storage") for name in found]
+        assert [name for name in names if name.endswith(".vs-tmp")] == []
+
+
+def test_stalled_uploads_hold_no_thread_that_downloads_need(tmp_path: Path, live: LiveServer) -> None:
+    with vs.LocalFSStore(tmp_path / "storage", base_url=f"{live.url}/storage", fsync=False) as store:
+        live.serve(create_app(store))
+        big = os.urandom(3 * MiB)
+        store.put("u/big", big)
+        url = store.presigned_put_url("u/stall", content_type="application/octet-stream")
+        head = (
+            f"PUT {_target(url)} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+            f"Content-Length: {64 * MiB}\r\n\r\n"
+        ).encode()
+        stalled = []
+        try:
+            for _ in range(60):  # more than anyio's 40 worker threads
+                sock = socket.create_connection(("127.0.0.1", live.port), timeout=10)
+                sock.sendall(head + b"x" * (MiB + 1))
+                stalled.append(sock)
+            for _ in range(3):  # streamed through worker threads, 1 MiB at a time
+                status, _, body = request("GET", store.presigned_get_url("u/big"))
+                assert (status, body == big) == (200, True)
+            small_put = store.presigned_put_url("u/small", content_type="application/octet-stream")
+            octets = {"Content-Type": "application/octet-stream"}
+            assert request("PUT", small_put, b"k" * 1000, octets)[0] == 200
+        finally:
+            for sock in stalled:
+                sock.close()
+        with pytest.raises(vs.NotFoundError):
+            store.stat("u/stall")

@@ -98,7 +98,9 @@ def check_range(start: int, end: int | None, key: str | None = None) -> tuple[in
 def check_conditions(
     if_match: str | None, if_none_match: str | None, key: str | None = None
 ) -> tuple[str | None, str | None]:
-    """Return the conditions of a conditional `put`: at most one, ``if_none_match="*"``."""
+    """Return the conditions of a conditional `put`: at most one; ``if_none_match="*"``
+    (create only), ``if_match=etag`` (replace only that version) or ``if_match="*"``
+    (replace only, whatever the version, as RFC 9110 reads ``If-Match: *``)."""
     if if_match is not None and if_none_match is not None:
         raise InvalidArgumentError("give if_match or if_none_match, not both", key)
     if if_none_match is not None and if_none_match != "*":

@@ -12,14 +12,15 @@ import abc
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from types import TracebackType
-from typing import Self
+from typing import NamedTuple, Self
 
 from . import _arguments as args
 from ._body import Body, PutData
 from ._content_types import guess_content_type
-from ._errors import StorageError, UnsupportedError
+from ._errors import NotFoundError, PreconditionFailedError, StorageError, UnsupportedError
 from ._keys import check_key, check_prefix, prefix_can_match
 from ._models import ObjectInfo, ObjectReader
+from ._writer import PutWriter, ThreadedPutWriter
 
 DEFAULT_TTL = timedelta(minutes=15)
 
@@ -58,14 +59,22 @@ class Store(abc.ABC):
         is intact.
         """
         self._check_open()
-        key = check_key(key)
-        clean_metadata = args.check_metadata(metadata, key)
-        content_type = args.check_content_type(content_type, key) or guess_content_type(key)
-        size = args.check_size(size, key)
-        if_match, if_none_match = args.check_conditions(if_match, if_none_match, key)
-        body = Body(data, size, key)
+        put = _PutArguments.check(
+            key,
+            size,
+            metadata=metadata,
+            content_type=content_type,
+            if_match=if_match,
+            if_none_match=if_none_match,
+        )
+        body = Body(data, put.size, put.key)
         return self._put(
-            key, body, clean_metadata, content_type, if_match=if_match, if_none_match=if_none_match
+            put.key,
+            body,
+            put.metadata,
+            put.content_type,
+            if_match=put.if_match,
+            if_none_match=put.if_none_match,
         )
 
     def get(self, key: str, start: int = 0, end: int | None = None) -> ObjectReader:
@@ -199,6 +208,39 @@ class Store(abc.ABC):
     def _get(self, key: str, start: int, end: int | None) -> ObjectReader:
         """Open a reader of ``[start, min(end, size))``. Must raise `NotFoundError`."""
 
+    def _open_writer(
+        self,
+        key: str,
+        size: int,
+        metadata: dict[str, str],
+        content_type: str,
+        *,
+        if_match: str | None,
+        if_none_match: str | None,
+    ) -> PutWriter:
+        """Start a put whose body will be pushed in pieces (arguments validated, as for
+        `_put`). The default checks the condition against `_stat` at once, then runs
+        `_put` in a thread of its own, which checks it again; a backend that can
+        take pieces directly returns its own writer. Raises what `_put` raises
+        about the key and conditions, before any data."""
+        if if_match is not None or if_none_match is not None:
+            try:
+                current: str | None = self._stat(key).etag
+            except NotFoundError:
+                current = None
+            if if_none_match == "*" and current is not None:
+                raise PreconditionFailedError(f"object {key!r} already exists", key)
+            if if_match is not None and (current is None or if_match not in ("*", current)):
+                raise PreconditionFailedError(f"object {key!r} is not at ETag {if_match!r}", key)
+
+        def put(chunks: Iterator[bytes]) -> ObjectInfo:
+            body = Body(chunks, size, key)
+            return self._put(
+                key, body, metadata, content_type, if_match=if_match, if_none_match=if_none_match
+            )
+
+        return ThreadedPutWriter(put)
+
     def _get_nowait(self, key: str, start: int, end: int | None) -> ObjectReader | None:
         """`_get` if it needs no waiting on a network or on hashing; else None (the
         default: a backend opts in)."""
@@ -226,3 +268,64 @@ class Store(abc.ABC):
 
     def _close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release resources; called once."""
+
+
+def start_put(
+    store: Store,
+    key: str,
+    size: int = -1,
+    metadata: Mapping[str, str] | None = None,
+    content_type: str | None = None,
+    *,
+    if_match: str | None = None,
+    if_none_match: str | None = None,
+) -> PutWriter:
+    """A `PutWriter` for a put of `key` whose data the caller pushes in pieces, with
+    the arguments of `Store.put` and the same validation. Raises what `Store.put`
+    raises about its arguments, and may raise `PreconditionFailedError` or
+    `KeyConflictError` at once."""
+    store._check_open()
+    put = _PutArguments.check(
+        key,
+        size,
+        metadata=metadata,
+        content_type=content_type,
+        if_match=if_match,
+        if_none_match=if_none_match,
+    )
+    return store._open_writer(
+        put.key,
+        put.size,
+        put.metadata,
+        put.content_type,
+        if_match=put.if_match,
+        if_none_match=put.if_none_match,
+    )
+
+
+class _PutArguments(NamedTuple):
+    key: str
+    size: int
+    metadata: dict[str, str]
+    content_type: str
+    if_match: str | None
+    if_none_match: str | None
+
+    @classmethod
+    def check(
+        cls,
+        key: str,
+        size: int,
+        *,
+        metadata: Mapping[str, str] | None,
+        content_type: str | None,
+        if_match: str | None,
+        if_none_match: str | None,
+    ) -> _PutArguments:
+        """The arguments of a put, validated once for every backend."""
+        key = check_key(key)
+        clean_metadata = args.check_metadata(metadata, key)
+        content_type = args.check_content_type(content_type, key) or guess_content_type(key)
+        size = args.check_size(size, key)
+        if_match, if_none_match = args.check_conditions(if_match, if_none_match, key)
+        return cls(key, size, clean_metadata, content_type, if_match, if_none_match)

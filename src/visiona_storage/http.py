@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
@@ -24,9 +24,10 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -47,9 +48,18 @@ from ._errors import (
 )
 from ._keys import check_key
 from ._models import ObjectInfo, ObjectReader
-from ._request_body import RequestBody
 from ._signing import SignedRequest, URLSigner
-from ._store import Store
+from ._store import Store, start_put
+from ._upload_body import (
+    PIECE,
+    BodyTimeoutError,
+    BodyTooLargeError,
+    cut_off_when_idle,
+    push_body,
+    receive_all,
+    receive_body,
+)
+from ._writer import PutWriter
 
 log = logging.getLogger("visiona_storage.http")
 
@@ -75,8 +85,15 @@ _STATUS: list[tuple[type[StorageError], int, str]] = [
 ]
 
 
-class _TooLargeError(Exception):
-    pass
+BODY_TIMEOUT = 30.0
+"""Seconds an upload may go without sending a byte of its body before it is cut off
+(408): a client that stalls holds no thread, but it holds its piece and a file."""
+UPLOAD_THREADS = 8
+"""Worker threads that uploads' pieces and commits may take at once."""
+DOWNLOAD_THREADS = 16
+"""Worker threads that downloads' reads may take at once. Uploads and downloads
+each have their own, apart from the event loop's default pool, so neither can
+starve the other, nor the service the app is mounted in."""
 
 
 def create_app(
@@ -85,17 +102,21 @@ def create_app(
     signer: URLSigner | None = None,
     cors_origins: Sequence[str] = (),
     prefix: str = "/storage",
+    body_timeout: float = BODY_TIMEOUT,
 ) -> Starlette:
     """The ASGI app serving `store` under ``{prefix}/{key}``.
 
     `signer` verifies the presigned URLs; by default the store's own (a
     `LocalFSStore` has one). `cors_origins` are the origins a browser page may
-    call it from. Raises `ConfigError` if there is no signer.
+    call it from. An upload that sends nothing for `body_timeout` seconds gets
+    408 and stores nothing. Raises `ConfigError` if there is no signer.
     """
     signer = signer if signer is not None else getattr(store, "signer", None)
     if not isinstance(signer, URLSigner):
         raise ConfigError(f"{type(store).__name__} has no URL signer: pass signer=")
-    endpoint = _Endpoint(store, signer)
+    if not body_timeout > 0:
+        raise ConfigError(f"body_timeout must be a number of seconds above 0, not {body_timeout!r}")
+    endpoint = _Endpoint(store, signer, body_timeout)
     middleware = []
     if cors_origins:
         middleware.append(
@@ -116,11 +137,19 @@ class _Endpoint:
     """The route's ASGI app. A GET or HEAD reads the few request headers it needs
     straight from the scope: small GETs are most of the traffic, and a Starlette
     `Request` with the wrapper that makes one cost about as much as the store's
-    get. A PUT reads its body through a `Request`."""
+    get."""
 
-    def __init__(self, store: Store, signer: URLSigner) -> None:
+    def __init__(self, store: Store, signer: URLSigner, body_timeout: float) -> None:
         self.store = store
         self.signer = signer
+        self.body_timeout = body_timeout
+        self._limiters: tuple[anyio.CapacityLimiter, anyio.CapacityLimiter] | None = None
+
+    def _threads(self) -> tuple[anyio.CapacityLimiter, anyio.CapacityLimiter]:
+        """The limits of uploads' and downloads' worker threads, made in the event loop."""
+        if self._limiters is None:
+            self._limiters = anyio.CapacityLimiter(UPLOAD_THREADS), anyio.CapacityLimiter(DOWNLOAD_THREADS)
+        return self._limiters
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = await self._handle(scope, receive)
@@ -131,17 +160,24 @@ class _Endpoint:
         try:
             check_key(key)
             query = _query(scope["query_string"])
+            coding = _transfer_coding(scope["headers"])
+            if coding not in (None, "chunked"):
+                message = f"Transfer-Encoding {coding!r} is not supported"
+                return _json(501, "NotImplemented", message, key, _CLOSE)
             if scope["method"] == "PUT":
-                request = Request(scope, receive)
-                content_type = request.headers.get("content-type")
+                headers = Headers(scope=scope)
+                content_type = headers.get("content-type")
                 signed = self.signer.verify("PUT", key, query, content_type)
-                return await self._upload(request, key, signed, content_type)
+                return await self._upload(scope, receive, headers, key, signed)
             self.signer.verify("GET", key, query, None)
             return await self._download(_get_headers(scope), key, head=scope["method"] == "HEAD")
         except StorageError as exc:
             return _error(exc)
-        except _TooLargeError:
+        except BodyTooLargeError:
             return _json(413, "EntityTooLarge", "the upload is larger than the URL allows", key)
+        except BodyTimeoutError:
+            message = f"no byte of the body came for {self.body_timeout:g} s; nothing was stored"
+            return _json(408, "RequestTimeout", message, key, _CLOSE)
         except ClientDisconnect:
             return _json(400, "IncompleteBody", "the client went away before the body ended", key)
         except Exception:
@@ -158,7 +194,7 @@ class _Endpoint:
         # local file), else in one thread hop.
         fetched = self._fetch_nowait(key, wanted)
         if fetched is None:
-            fetched = await anyio.to_thread.run_sync(self._fetch, key, wanted)
+            fetched = await anyio.to_thread.run_sync(self._fetch, key, wanted, limiter=self._threads()[1])
         info, reader, body = fetched
         try:
             response = self._respond(headers, key, info, wanted)
@@ -168,7 +204,8 @@ class _Endpoint:
                 response.body = body
                 return response
             assert reader is not None
-            streaming = StreamingResponse(_stream(reader), status_code=response.status_code)
+            stream = _stream(reader, self._threads()[1])
+            streaming = StreamingResponse(stream, status_code=response.status_code)
             streaming.raw_headers = response.raw_headers
             reader = None  # the stream closes it
             return streaming
@@ -250,37 +287,46 @@ class _Endpoint:
     # PUT
 
     async def _upload(
-        self, request: Request, key: str, signed: SignedRequest, content_type: str | None
+        self, scope: Scope, receive: Receive, headers: Headers, key: str, signed: SignedRequest
     ) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and not length.isdigit():
+        """Receive the body in this loop and store it: a small one whole, in one
+        worker-thread hop; a large or unknown one piece by piece (`push_body`)."""
+        length = headers.get("content-length")
+        if length is not None and not (length.isascii() and length.isdigit()):
             raise InvalidArgumentError("Content-Length is not a number", key)
         size = int(length) if length is not None else -1
         if signed.max_size is not None and size > signed.max_size:
-            raise _TooLargeError
-        metadata = {
-            name[len(META_PREFIX) :]: _headers.decode_value(value)
-            for name, value in request.headers.items()
-            if name.lower().startswith(META_PREFIX)
-        }
-        if_none_match = request.headers.get("if-none-match")
-        if_match = request.headers.get("if-match")
-        body = RequestBody(request.stream(), anyio.lowlevel.current_token(), signed.max_size, _TooLargeError)
-        # A file, to the store: this loop receives it (`RequestBody.pump`) while the
-        # store's helper thread writes what came and the worker thread hashes it.
+            raise BodyTooLargeError
+        metadata = _metadata_of(scope["headers"])
+        content_type = headers.get("content-type") or None
+        if_none_match, if_match = headers.get("if-none-match"), headers.get("if-match")
 
-        def put() -> ObjectInfo:
+        def put(data: bytes) -> ObjectInfo:
             return self.store.put(
-                key,
-                body,
-                size=size,
-                metadata=metadata,
-                content_type=content_type or None,
-                if_none_match=if_none_match,
-                if_match=if_match,
+                key, data, size, metadata, content_type, if_match=if_match, if_none_match=if_none_match
             )
 
-        info = await _while_pumping(body, put)
+        def start() -> PutWriter:
+            return start_put(
+                self.store, key, size, metadata, content_type, if_match=if_match, if_none_match=if_none_match
+            )
+
+        uploads = self._threads()[0]
+        if 0 <= size <= PIECE:
+            async with cut_off_when_idle(self.body_timeout) as idle:
+                data = await receive_all(receive_body(receive, limit=signed.max_size, idle=idle))
+            info = await anyio.to_thread.run_sync(put, data, limiter=uploads)
+        else:
+            writer = await anyio.to_thread.run_sync(start, limiter=uploads)
+            try:
+                async with cut_off_when_idle(self.body_timeout) as idle:
+                    chunks = receive_body(receive, limit=signed.max_size, idle=idle)
+                    await push_body(chunks, writer, uploads)
+                info = await anyio.to_thread.run_sync(writer.commit, limiter=uploads)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(writer.abort)
+                raise
         return Response(status_code=200, headers={"ETag": f'"{info.etag}"'})
 
 
@@ -300,34 +346,49 @@ def _read_if_small(reader: ObjectReader, small: int) -> tuple[ObjectInfo, Object
         return reader.info, None, reader.read()
 
 
-async def _while_pumping(body: RequestBody, put: Callable[[], ObjectInfo]) -> ObjectInfo:
-    """Run `put` in a worker thread while `body.pump` receives the body in this loop.
-
-    The pump stops when the put is over, whether or not it read the whole body
-    (a put refused before its body is read, say).
-    """
-    outcome: ObjectInfo | Exception
-    async with anyio.create_task_group() as group:
-        group.start_soon(body.pump)
-        try:
-            outcome = await anyio.to_thread.run_sync(put)
-        except Exception as exc:  # raised below, outside the task group (no ExceptionGroup)
-            outcome = exc
-        group.cancel_scope.cancel()
-    if isinstance(outcome, Exception):
-        raise outcome
-    return outcome
-
-
-async def _stream(reader: ObjectReader) -> AsyncIterator[bytes]:
+async def _stream(reader: ObjectReader, limiter: anyio.CapacityLimiter) -> AsyncIterator[bytes]:
     try:
         while True:
-            chunk = await anyio.to_thread.run_sync(reader.read, CHUNK_SIZE)
+            chunk = await anyio.to_thread.run_sync(reader.read, CHUNK_SIZE, limiter=limiter)
             if not chunk:
                 return
             yield chunk
     finally:
         reader.close()
+
+
+_META_PREFIX_BYTES = META_PREFIX.encode("ascii")
+_CLOSE = {"Connection": "close"}
+"""Where the request's framing cannot be trusted, or its client stalls: the
+connection ends with the response. Other refused uploads leave it to the server,
+which reads and drops the rest of the body, so the client gets to read the answer
+(closing on unread data makes TCP reset the connection, answer and all)."""
+
+
+def _transfer_coding(raw_headers: Sequence[tuple[bytes, bytes]]) -> str | None:
+    """The request's Transfer-Encoding, lowercased, all of them joined; None if none."""
+    codings = [
+        value.decode("latin-1").strip().lower()
+        for name, value in raw_headers
+        if name.lower() == b"transfer-encoding"
+    ]
+    return ", ".join(codings) if codings else None
+
+
+def _metadata_of(raw_headers: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The ``x-amz-meta-*`` request headers as metadata. A value in raw UTF-8 (as
+    rclone sends) is the text it spells; other bytes are read as Latin-1, as HTTP
+    reads them; an RFC 2047 encoded word is decoded (`_headers`)."""
+    found = {}
+    for name, value in raw_headers:
+        lowered = name.lower()
+        if lowered.startswith(_META_PREFIX_BYTES):
+            try:
+                text = value.decode("utf-8")
+            except UnicodeDecodeError:
+                text = value.decode("latin-1")
+            found[lowered[len(_META_PREFIX_BYTES) :].decode("latin-1")] = _headers.decode_value(text)
+    return found
 
 
 _GET_HEADERS = frozenset((b"range", b"if-none-match", b"if-match"))
@@ -393,14 +454,46 @@ def _etag_matches(header: str, etag: str) -> bool:
     return etag in candidates
 
 
+_ACTIVE_TYPES = frozenset(
+    (
+        "text/html",
+        "application/xhtml+xml",
+        "image/svg+xml",
+        "text/xml",
+        "application/xml",
+        "text/xsl",
+        "text/javascript",
+        "application/javascript",
+        "application/x-javascript",
+        "text/ecmascript",
+        "application/ecmascript",
+    )
+)
+
+
+def runs_in_a_browser(content_type: str) -> bool:
+    """Whether a browser would run script in a document of `content_type`: HTML, SVG,
+    XML (whose stylesheets and namespaces can carry script) and JavaScript."""
+    essence = content_type.split(";", 1)[0].strip().lower()
+    return essence in _ACTIVE_TYPES or essence.endswith("+xml")
+
+
 def _object_headers(info: ObjectInfo) -> dict[str, str]:
+    """The headers that describe `info`. Every object is served ``nosniff``, so a
+    browser takes its stated type; one a browser would run script in is also
+    sandboxed (``Content-Security-Policy: sandbox``): an uploaded SVG or HTML page
+    opened from this origin runs with none of its rights."""
+    content_type = info.content_type or "application/octet-stream"
     headers = {
         "ETag": f'"{info.etag}"',
         "Last-Modified": _http_date(info.last_modified),
-        "Content-Type": info.content_type or "application/octet-stream",
+        "Content-Type": content_type,
         "Content-Length": str(info.size),
         "Accept-Ranges": "bytes",
+        "X-Content-Type-Options": "nosniff",
     }
+    if runs_in_a_browser(content_type):
+        headers["Content-Security-Policy"] = "sandbox"
     for name, value in info.metadata.items():
         headers[META_PREFIX + name] = _headers.encode_value(value)
     return headers

@@ -66,7 +66,7 @@ class MemoryStore(Store):
         current = self._objects.get(key)
         if if_none_match == "*" and current is not None:
             raise PreconditionFailedError(f"object {key!r} already exists", key)
-        if if_match is not None and (current is None or current.info.etag != if_match):
+        if if_match is not None and (current is None or if_match not in ("*", current.info.etag)):
             raise PreconditionFailedError(f"object {key!r} is not at ETag {if_match!r}", key)
 
     def _get(self, key: str, start: int, end: int | None) -> ObjectReader:

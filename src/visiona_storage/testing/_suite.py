@@ -795,6 +795,17 @@ class StoreConformance:
         with pytest.raises(NotFoundError):
             store.stat("c")
 
+    def test_if_match_star_replaces_any_version_but_creates_nothing(self, store: Store) -> None:
+        self._require("supports_conditional_writes")
+        with pytest.raises(PreconditionFailedError):
+            store.put("c", b"x", if_match="*")
+        with pytest.raises(NotFoundError):
+            store.stat("c")
+        store.put("c", b"v1")
+        replaced = store.put("c", b"v2", metadata={"v": "2"}, if_match="*")
+        assert store.stat("c") == replaced
+        assert _read_all(store.get("c")) == b"v2"
+
     def test_if_none_match_after_delete_creates_again(self, store: Store) -> None:
         self._require("supports_conditional_writes")
         store.put("c", b"x", if_none_match="*")

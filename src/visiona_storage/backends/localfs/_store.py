@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import logging
 import os
 import stat
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 from urllib.parse import quote, urlencode
 
 from ..._body import Body
@@ -18,6 +21,7 @@ from ..._errors import (
     KeyConflictError,
     NotFoundError,
     PreconditionFailedError,
+    SizeMismatchError,
     StorageError,
     StorageFullError,
 )
@@ -25,13 +29,14 @@ from ..._keys import INTERNAL_DIR, SIDECAR_SUFFIX, is_valid_key, segment_problem
 from ..._models import DEFAULT_CHUNK_SIZE, ObjectInfo, ObjectReader, object_info
 from ..._signing import URLSigner, load_or_create_keys
 from ..._store import Store
+from ..._writer import PutWriter
 from . import _sidecar as sidecar
 from . import _tree as tree
 from ._cleanup import CleanupReport, clean_up, is_our_sidecar
 from ._linux import open_beneath
 from ._reclaim import Reclaimer
 from ._tempfile import TempFile, create_exclusive
-from ._writing import write_body
+from ._writing import write_behind, write_body
 
 log = logging.getLogger("visiona_storage.localfs")
 
@@ -117,35 +122,67 @@ class LocalFSStore(Store):
         if_match: str | None,
         if_none_match: str | None,
     ) -> ObjectInfo:
-        folder, name = _split(key)
-        # A small body is written in an instant: its commit reuses this folder
+        # A small body is written in an instant: its commit reuses the folder's
         # descriptor. A large one may stream for minutes, so its commit walks the
         # path again (the folder may have been renamed or pruned meanwhile).
         small = 0 <= body.size < DEFAULT_CHUNK_SIZE
         with _os_errors(key, "store"):
-            dir_fd: int | None = tree.open_folder(self._root_fd, folder, create=True, key=key)
-            assert dir_fd is not None
+            temp, dir_fd = self._begin_put(key, if_match, if_none_match, keep_folder=small)
             try:
-                # Fail fast before streaming; the checks that count are repeated at commit.
-                found = self._check_slot(dir_fd, name, key)
-                if if_match is not None or if_none_match is not None:
-                    self._check_condition(dir_fd, name, key, if_match, if_none_match, found=found)
-                temp = TempFile(dir_fd, durable=self.fsync, on_full=self._reclaimer.made_room)
-                if not small:
-                    os.close(dir_fd)
-                    dir_fd = None
-                try:
-                    etag = write_body(temp, body, fsync=self.fsync)
-                    st = temp.stat()
-                    version = sidecar.Version(sidecar.FileIdentity.of(st), etag, content_type, metadata)
-                    opened, dir_fd = dir_fd, None
-                    self._commit(key, temp, version, if_match, if_none_match, opened=opened)
-                finally:
-                    temp.discard()
+                etag = write_body(temp, body, fsync=self.fsync)
+                opened, dir_fd = dir_fd, None
+                put = _PutPlan(key, metadata, content_type, if_match, if_none_match)
+                return self._finish_put(put, temp, etag, opened=opened)
             finally:
+                temp.discard()
                 if dir_fd is not None:
                     os.close(dir_fd)
-        return _info(key, version, st)
+
+    def _open_writer(
+        self,
+        key: str,
+        size: int,
+        metadata: dict[str, str],
+        content_type: str,
+        *,
+        if_match: str | None,
+        if_none_match: str | None,
+    ) -> _LocalWriter:
+        with _os_errors(key, "store"):
+            temp, _ = self._begin_put(key, if_match, if_none_match, keep_folder=False)
+        return _LocalWriter(self, _PutPlan(key, metadata, content_type, if_match, if_none_match), size, temp)
+
+    def _begin_put(
+        self, key: str, if_match: str | None, if_none_match: str | None, *, keep_folder: bool
+    ) -> tuple[TempFile, int | None]:
+        """The temp file a put writes into, in the key's folder (made if missing),
+        and that folder's descriptor if `keep_folder`. Checks the slot and the
+        conditions first, to fail before streaming; the checks that count are made
+        again at commit. Raises ``OSError`` and the errors of `_check_slot` and
+        `_check_condition`."""
+        folder, name = _split(key)
+        dir_fd = tree.open_folder(self._root_fd, folder, create=True, key=key)
+        assert dir_fd is not None
+        try:
+            found = self._check_slot(dir_fd, name, key)
+            if if_match is not None or if_none_match is not None:
+                self._check_condition(dir_fd, name, key, if_match, if_none_match, found=found)
+            temp = TempFile(dir_fd, durable=self.fsync, on_full=self._reclaimer.made_room)
+        except BaseException:
+            os.close(dir_fd)
+            raise
+        if keep_folder:
+            return temp, dir_fd
+        os.close(dir_fd)
+        return temp, None
+
+    def _finish_put(self, put: _PutPlan, temp: TempFile, etag: str, *, opened: int | None) -> ObjectInfo:
+        """Publish the written `temp` at the put's key (see `_commit`, which takes
+        over `opened`); what `stat` now returns."""
+        st = temp.stat()
+        version = sidecar.Version(sidecar.FileIdentity.of(st), etag, put.content_type, put.metadata)
+        self._commit(put.key, temp, version, put.if_match, put.if_none_match, opened=opened)
+        return _info(put.key, version, st)
 
     def _commit(
         self,
@@ -262,7 +299,9 @@ class LocalFSStore(Store):
                 pass  # exists, at no ETag
         if if_none_match == "*" and exists:
             raise PreconditionFailedError(f"object {key!r} already exists", key)
-        if if_match is not None and (current is None or current.etag != if_match):
+        if if_match == "*" and not exists:
+            raise PreconditionFailedError(f"object {key!r} does not exist", key)
+        if if_match not in (None, "*") and (current is None or current.etag != if_match):
             raise PreconditionFailedError(f"object {key!r} is not at ETag {if_match!r}", key)
         return current
 
@@ -608,6 +647,80 @@ class LocalFSStore(Store):
     def _close(self) -> None:
         self._reclaimer.drain()  # the space of replaced and deleted objects is back
         os.close(self._root_fd)
+
+
+class _PutPlan(NamedTuple):
+    """What a put stores besides its data, and on which condition."""
+
+    key: str
+    metadata: dict[str, str]
+    content_type: str
+    if_match: str | None
+    if_none_match: str | None
+
+
+class _LocalWriter(PutWriter):
+    """A put of a `LocalFSStore` fed piece by piece: each piece is hashed and written
+    to the temp file as it comes; `commit` publishes it as `put` does."""
+
+    def __init__(self, store: LocalFSStore, put: _PutPlan, size: int, temp: TempFile) -> None:
+        self._store = store
+        self._put = put
+        self._key = put.key
+        self._size = size
+        self._temp: TempFile | None = temp
+        self._digest = hashlib.sha256()
+        self._written = 0
+        self._writing: Future[None] | None = None
+
+    def write(self, data: bytes) -> None:
+        temp = self._open_temp()
+        if 0 <= self._size < self._written + len(data):
+            raise self._mismatch(f"more than {self._size}")
+        if type(data) is not bytes:
+            data = bytes(data)  # it is still being written after this returns
+        with _os_errors(self._key, "store"):
+            self._wait_for_writing()
+            self._writing = write_behind(temp, data)
+            self._digest.update(data)
+        self._written += len(data)
+
+    def _wait_for_writing(self) -> None:
+        """Wait for the piece being written (raising its error, if any)."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()
+
+    def commit(self) -> ObjectInfo:
+        temp = self._open_temp()
+        try:
+            if 0 <= self._size != self._written:
+                raise self._mismatch(self._written)
+            with _os_errors(self._key, "store"):
+                self._wait_for_writing()
+                if temp.durable:
+                    temp.sync()
+                return self._store._finish_put(self._put, temp, self._digest.hexdigest(), opened=None)
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        if self._temp is not None:
+            with contextlib.suppress(Exception):  # the put is dropped whatever its write did
+                self._wait_for_writing()
+            self._temp.discard()
+            self._temp = None
+
+    def _open_temp(self) -> TempFile:
+        if self._temp is None:
+            raise StorageError(f"the put of {self._key!r} is over", self._key)
+        return self._temp
+
+    def _mismatch(self, actual: int | str) -> SizeMismatchError:
+        return SizeMismatchError(
+            f"data for {self._key!r} is {actual} bytes, not the declared {self._size}; nothing was stored",
+            self._key,
+        )
 
 
 class _FileReader(ObjectReader):

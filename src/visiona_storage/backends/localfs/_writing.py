@@ -43,6 +43,18 @@ def write_body(temp: TempFile, body: Body, *, fsync: bool) -> str:
     return digest.hexdigest()
 
 
+def write_behind(temp: TempFile, data: bytes) -> Future[None]:
+    """Start writing `data` to `temp` in a helper thread, so that the caller can hash
+    it, and take in the next piece, meanwhile; the write, to wait for before the
+    next one to `temp` and before publishing it."""
+    return _WRITER.submit(temp.write, data)
+
+
+_WRITER = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vs-write")
+"""The helper threads of `write_behind`, shared by every put: a piece takes about a
+millisecond to write, and each put has at most one in writing."""
+
+
 def _write_chunks(chunks: Iterator[BytesLike], temp: TempFile, digest: Any) -> None:
     """Small chunks are hashed and written here; from the first full one on, a
     helper writes each chunk while this thread hashes it."""

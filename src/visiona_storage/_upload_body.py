@@ -1,0 +1,169 @@
+"""An upload's body, received in the event loop and pushed to a `PutWriter`.
+
+The event loop receives the body; each piece of `PIECE` bytes goes to the writer
+in a worker thread (hashing and writing) while the loop receives the next. So an
+upload holds at most two pieces, and a stalled one holds no thread and at most
+the piece it is filling; a client that sends nothing for `idle_timeout` seconds
+is cut off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import anyio.to_thread
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive
+
+from ._writer import PutWriter
+
+PIECE = 1 << 20
+"""What one worker-thread hop writes: large enough that the hop costs little
+(tens of microseconds per MiB), small enough to hold per stalled upload."""
+AHEAD = 4
+"""Pieces an upload may receive while earlier ones wait to be written: the network
+keeps flowing while the disk catches up, and a stalled upload's queue drains, so
+it holds only the piece it is filling."""
+
+
+class BodyTimeoutError(Exception):
+    """The client sent no byte of its body for the idle timeout."""
+
+
+class BodyTooLargeError(Exception):
+    """The body grew past the size its URL allows."""
+
+
+class IdleWatch:
+    """When the body last moved; `cut_off_when_idle` cancels the upload once it has
+    not moved for `timeout` seconds. Marking a move costs a clock read, where a
+    timeout around every receive would cost a cancel scope per message."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.last = anyio.current_time()
+        self.expired = False
+        self._watching = anyio.CancelScope()
+
+    def moved(self) -> None:
+        self.last = anyio.current_time()
+
+    async def watch(self, upload: anyio.CancelScope) -> None:
+        with self._watching:
+            while (left := self.last + self.timeout - anyio.current_time()) > 0:
+                await anyio.sleep(left)
+            self.expired = True
+            upload.cancel()
+
+    def stop(self) -> None:
+        self._watching.cancel()  # also before `watch` has started
+
+
+@asynccontextmanager
+async def cut_off_when_idle(timeout: float) -> AsyncIterator[IdleWatch]:
+    """Run the body of the ``async with`` as long as the upload moves (`IdleWatch.moved`)
+    at least every `timeout` seconds; else cancel it and raise `BodyTimeoutError`."""
+    idle = IdleWatch(timeout)
+    failure: Exception | None = None
+    async with anyio.create_task_group() as group:
+        group.start_soon(idle.watch, group.cancel_scope)
+        try:
+            yield idle
+        except Exception as exc:  # raised below, outside the task group (no ExceptionGroup)
+            failure = exc
+        finally:
+            idle.stop()
+    if idle.expired:
+        raise BodyTimeoutError
+    if failure is not None:
+        raise failure
+
+
+async def receive_body(receive: Receive, *, limit: int | None, idle: IdleWatch) -> AsyncIterator[bytes]:
+    """The request body's chunks as they arrive, each marked on `idle`.
+
+    Raises `BodyTooLargeError` as soon as more than `limit` bytes came, and
+    ``ClientDisconnect`` if the client left.
+    """
+    received = 0
+    while True:
+        message = await receive()
+        idle.moved()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        chunk: bytes = message.get("body", b"")
+        received += len(chunk)
+        if limit is not None and received > limit:
+            raise BodyTooLargeError
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+async def receive_all(chunks: AsyncIterator[bytes]) -> bytes:
+    """The whole body (for one the caller knows to be small)."""
+    return b"".join([chunk async for chunk in chunks])
+
+
+async def push_body(chunks: AsyncIterator[bytes], writer: PutWriter, limiter: anyio.CapacityLimiter) -> None:
+    """Hand `chunks` to `writer` in pieces of `PIECE` bytes, written in a worker thread
+    (at most `limiter`'s tokens at once across uploads) while the next are received.
+
+    Raises the first error of the writer, else of the body; in either case no
+    write is still running when this returns or raises.
+    """
+    failures: list[BaseException] = []
+    receiving: Exception | None = None
+    pieces_in, pieces_out = anyio.create_memory_object_stream[list[bytes]](AHEAD)
+    async with anyio.create_task_group() as group:
+        group.start_soon(_write_all, pieces_out, writer, limiter, failures)
+        try:
+            async with pieces_in:
+                await _split(chunks, pieces_in, failures)
+        except Exception as exc:  # raised below, once the writes in flight are done
+            receiving = exc
+    if failures:
+        raise failures[0]
+    if receiving is not None:
+        raise receiving
+
+
+async def _split(
+    chunks: AsyncIterator[bytes], pieces: MemoryObjectSendStream[list[bytes]], failures: list[BaseException]
+) -> None:
+    piece: list[bytes] = []
+    filled = 0
+    async for chunk in chunks:
+        piece.append(chunk)
+        filled += len(chunk)
+        if filled >= PIECE:
+            if failures:
+                return
+            await pieces.send(piece)
+            piece, filled = [], 0
+    if piece:
+        await pieces.send(piece)
+
+
+async def _write_all(
+    pieces: MemoryObjectReceiveStream[list[bytes]],
+    writer: PutWriter,
+    limiter: anyio.CapacityLimiter,
+    failures: list[BaseException],
+) -> None:
+    async with pieces:
+        async for piece in pieces:
+            if failures:
+                continue  # drop what is queued: the put has failed
+            try:
+                await anyio.to_thread.run_sync(_write_piece, writer, piece, limiter=limiter)
+            except Exception as exc:  # kept for push_body, which raises it
+                failures.append(exc)
+
+
+def _write_piece(writer: PutWriter, piece: list[bytes]) -> None:
+    writer.write(piece[0] if len(piece) == 1 else b"".join(piece))
