@@ -160,7 +160,8 @@ def have_ceph() -> bool:
 class LiveServer:
     """A real uvicorn on a loopback port, serving whichever ASGI app `serve` was given last."""
 
-    def __init__(self) -> None:
+    def __init__(self, http: Any = "auto") -> None:
+        """`http`: uvicorn's HTTP protocol, its name or a class."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._target: Any = None
@@ -171,6 +172,7 @@ class LiveServer:
             log_level="warning",
             lifespan="off",
             interface="asgi3",
+            http=http,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="live-uvicorn", daemon=True)

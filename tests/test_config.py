@@ -114,6 +114,17 @@ def test_open_store_makes_an_s3_store(tmp_path: Path) -> None:
         ("storage:\n  server:\n    cors_origins: '*'\n", "storage.server.cors_origins"),
         ("storage:\n  server:\n    workers: 0\n", "storage.server.workers"),
         ("storage:\n  server:\n    workers: 65\n", "storage.server.workers"),
+        ("storage:\n  server:\n    header_timeout: 0\n", "storage.server.header_timeout"),
+        ("storage:\n  server:\n    body_timeout: -1\n", "storage.server.body_timeout"),
+        ("storage:\n  server:\n    send_timeout: .nan\n", "storage.server.send_timeout"),
+        ("storage:\n  server:\n    send_timeout: .inf\n", "storage.server.send_timeout"),
+        ("storage:\n  server:\n    body_timeout: soon\n", "storage.server.body_timeout"),
+        ("storage:\n  server:\n    body_timeout: true\n", "storage.server.body_timeout"),
+        ("storage:\n  server:\n    header_timeout: 3601\n", "storage.server.header_timeout"),
+        ("storage:\n  server:\n    max_header_bytes: 100\n", "storage.server.max_header_bytes"),
+        ("storage:\n  server:\n    max_header_bytes: 2000000\n", "storage.server.max_header_bytes"),
+        ("storage:\n  server:\n    max_connections: 0\n", "storage.server.max_connections"),
+        ("storage:\n  server:\n    max_connections: 1.5\n", "storage.server.max_connections"),
         ("storage:\n  s3:\n    secret_key: ${NOT_SET_ANYWHERE}\n", "NOT_SET_ANYWHERE"),
         ("storage: [1, 2]\n", "storage"),
         ("other: 1\n", "storage"),
@@ -124,6 +135,20 @@ def test_a_bad_config_is_a_config_error_naming_the_field(tmp_path: Path, text: s
     with pytest.raises(vs.ConfigError) as caught:
         vs.load_config(_write(tmp_path, text), {})
     assert field in str(caught.value)
+
+
+def test_server_limits_are_read_as_numbers(tmp_path: Path) -> None:
+    text = (
+        "storage:\n  server:\n    header_timeout: 2.5\n    body_timeout: '12'\n    send_timeout: 7\n"
+        "    max_header_bytes: 8192\n    max_connections: '50'\n"
+    )
+    server = vs.load_config(_write(tmp_path, text), {}).server
+    assert (server.header_timeout, server.body_timeout, server.send_timeout) == (2.5, 12.0, 7.0)
+    assert isinstance(server.send_timeout, float)
+    assert (server.max_header_bytes, server.max_connections) == (8192, 50)
+    defaults = vs.load_config(_write(tmp_path, "storage: {}\n"), {}).server
+    assert (defaults.header_timeout, defaults.body_timeout, defaults.send_timeout) == (10.0, 30.0, 30.0)
+    assert (defaults.max_header_bytes, defaults.max_connections) == (65536, 1000)
 
 
 def test_secrets_never_appear_in_config_errors(tmp_path: Path) -> None:

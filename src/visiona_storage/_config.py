@@ -6,7 +6,9 @@ or the environment alone, into a typed `StorageConfig`, and `open_store`.
       localfs: {root: ./data/storage, base_url: http://localhost:3001/storage}
       s3: {endpoint: "", bucket: visiona-models, region: us-east-1,
            access_key: "${S3_ACCESS_KEY}", secret_key: "${S3_SECRET_KEY}"}
-      server: {host: 127.0.0.1, port: 3001, cors_origins: [], workers: 1}
+      server: {host: 127.0.0.1, port: 3001, cors_origins: [], workers: 1,
+               header_timeout: 10, body_timeout: 30, send_timeout: 30,
+               max_header_bytes: 65536, max_connections: 1000}
 
 A bad configuration raises `ConfigError` naming the field and the problem;
 secret values never appear in errors or in ``repr``.
@@ -14,6 +16,7 @@ secret values never appear in errors or in ``repr``.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -50,6 +53,7 @@ class S3Config:
 
 
 MAX_WORKERS = 64
+MAX_TIMEOUT = 3600.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,17 @@ class ServerConfig:
     cors_origins: tuple[str, ...] = ()
     workers: int = 1
     """Processes `serve` runs, each with its own event loop; they share the port."""
+    header_timeout: float = 10.0
+    """Seconds a connection has to send each request's line and headers, from when it
+    opens or its previous response ends."""
+    body_timeout: float = 30.0
+    """Seconds an upload may go without sending a byte (then 408, nothing stored)."""
+    send_timeout: float = 30.0
+    """Seconds a download may go without the client reading (then it is cut off)."""
+    max_header_bytes: int = 65536
+    """The most bytes of request line and headers (431 past it)."""
+    max_connections: int = 1000
+    """Open connections per worker; lowered to what the file descriptor limit holds."""
 
 
 @dataclass(frozen=True)
@@ -203,6 +218,14 @@ def _field_value(cls: type[Any], name: str, value: Any, where: str) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true or false, got {shown}")
         return value
+    if isinstance(default, float):
+        try:
+            number = float(value) if not isinstance(value, bool) else None
+        except (TypeError, ValueError):
+            number = None
+        if number is None or not math.isfinite(number):
+            raise ConfigError(f"{where}: expected a number of seconds, got {shown}")
+        return number
     if isinstance(default, int):
         digits = isinstance(value, str) and value.isascii() and value.isdigit()
         if isinstance(value, bool) or not (isinstance(value, int) or digits):
@@ -232,6 +255,14 @@ def check_config(config: StorageConfig) -> StorageConfig:
         raise ConfigError("storage.s3: give both access_key and secret_key, or neither")
     if not 0 < config.server.port < 65536:
         raise ConfigError(f"storage.server.port: {config.server.port} is not a TCP port")
-    if not 0 < config.server.workers <= MAX_WORKERS:
-        raise ConfigError(f"storage.server.workers: must be 1 to {MAX_WORKERS}, not {config.server.workers}")
+    server = config.server
+    if not 0 < server.workers <= MAX_WORKERS:
+        raise ConfigError(f"storage.server.workers: must be 1 to {MAX_WORKERS}, not {server.workers}")
+    for name in ("header_timeout", "body_timeout", "send_timeout"):
+        if not 0 < getattr(server, name) <= MAX_TIMEOUT:
+            raise ConfigError(f"storage.server.{name}: must be above 0 and at most {MAX_TIMEOUT} seconds")
+    if not 1024 <= server.max_header_bytes <= 1 << 20:
+        raise ConfigError("storage.server.max_header_bytes: must be 1024 to 1048576")
+    if server.max_connections < 1:
+        raise ConfigError("storage.server.max_connections: must be at least 1")
     return config

@@ -15,7 +15,7 @@ import shutil
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, replace
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 from ._config import StorageConfig, check_config, load_config, open_store
 from ._errors import ConfigError, InvalidArgumentError, InvalidKeyError, StorageError
@@ -24,6 +24,7 @@ from ._models import DEFAULT_CHUNK_SIZE
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
+    from ._server import ServerLimits
     from .backends.localfs import CleanupReport, LocalFSStore
 
 PROGRESS_THRESHOLD = 4 << 20
@@ -120,6 +121,8 @@ SERVE_CONFIG_ENV = "VISIONA_STORAGE_SERVE_CONFIG"
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn  # noqa: PLC0415 - only the server needs it
 
+    from ._server import GuardedHttpProtocol  # noqa: PLC0415
+
     config = load_config(args.config)
     if args.workers is not None:
         config = replace(config, server=replace(config.server, workers=args.workers))
@@ -130,24 +133,26 @@ def _serve(args: argparse.Namespace) -> int:
     host = args.host or config.server.host
     port = args.port or config.server.port
     workers = config.server.workers
+    limits = _server_limits(config)
     print(
         f"visiona-storage: serving {store.root} at http://{host}:{port}/storage"
-        f" with {workers} worker{'s' if workers > 1 else ''} ({_cleanup_summary(cleaned)})",
+        f" with {workers} worker{'s' if workers > 1 else ''}, up to {limits.max_connections}"
+        f" connections each ({_cleanup_summary(cleaned)})",
         file=sys.stderr,
     )
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "access_log": not args.no_access_log,
+        "http": GuardedHttpProtocol,
+        "backlog": 2048,
+    }
     if workers == 1:
-        uvicorn.run(app, host=host, port=port, access_log=not args.no_access_log)
+        uvicorn.run(app, **options)
         return 0
     # Each worker is a new process that makes its own app from the same configuration.
     os.environ[SERVE_CONFIG_ENV] = os.path.abspath(args.config) if args.config else ""
-    uvicorn.run(
-        "visiona_storage.cli:worker_app",
-        factory=True,
-        workers=workers,
-        host=host,
-        port=port,
-        access_log=not args.no_access_log,
-    )
+    uvicorn.run("visiona_storage.cli:worker_app", factory=True, workers=workers, **options)
     return 0
 
 
@@ -155,6 +160,7 @@ def worker_app() -> Starlette:
     """The app one `serve` worker process runs: the store of the configuration file
     named by `SERVE_CONFIG_ENV` (the environment's if empty), as `serve` made it."""
     config = load_config(os.environ.get(SERVE_CONFIG_ENV) or None)
+    _server_limits(config)
     return _serve_app(config, _serve_store(config))
 
 
@@ -170,7 +176,24 @@ def _serve_store(config: StorageConfig) -> LocalFSStore:
 def _serve_app(config: StorageConfig, store: LocalFSStore) -> Starlette:
     from .http import create_app  # noqa: PLC0415 - only the server needs it
 
-    return create_app(store, cors_origins=config.server.cors_origins)
+    server = config.server
+    return create_app(store, cors_origins=server.cors_origins, body_timeout=server.body_timeout)
+
+
+def _server_limits(config: StorageConfig) -> ServerLimits:
+    """The bounds of `serve`'s HTTP server from `config`, fitted to this process's
+    descriptor limit and set for its connections; the limits."""
+    from ._server import GuardedHttpProtocol, ServerLimits  # noqa: PLC0415 - only the server needs it
+
+    server = config.server
+    limits = ServerLimits(
+        header_timeout=server.header_timeout,
+        send_timeout=server.send_timeout,
+        max_header_bytes=server.max_header_bytes,
+        max_connections=server.max_connections,
+    ).fitted_to_descriptors()
+    GuardedHttpProtocol.configure(limits)
+    return limits
 
 
 def _put(args: argparse.Namespace) -> int:

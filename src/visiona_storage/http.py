@@ -18,6 +18,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
+from typing import NamedTuple
 from urllib.parse import parse_qsl
 
 import anyio
@@ -47,6 +48,7 @@ from ._errors import (
     UnsupportedError,
 )
 from ._keys import check_key
+from ._memory import MemoryReturner
 from ._models import ObjectInfo, ObjectReader
 from ._signing import SignedRequest, URLSigner
 from ._store import Store, start_put
@@ -64,6 +66,11 @@ from ._writer import PutWriter
 log = logging.getLogger("visiona_storage.http")
 
 CHUNK_SIZE = 1 << 20
+"""Objects up to this size are read whole in one worker-thread call."""
+STREAM_CHUNK = 256 << 10
+"""A bigger object is sent in pieces of this size. A client that stops reading
+holds at most two of them (one unsent in its connection, one read ahead), so 300
+such clients hold about 150 MiB."""
 SMALL_ON_LOOP = 64 << 10
 """Objects up to this size of a local store are read on the event loop."""
 META_PREFIX = "x-amz-meta-"
@@ -88,12 +95,22 @@ _STATUS: list[tuple[type[StorageError], int, str]] = [
 BODY_TIMEOUT = 30.0
 """Seconds an upload may go without sending a byte of its body before it is cut off
 (408): a client that stalls holds no thread, but it holds its piece and a file."""
-UPLOAD_THREADS = 8
-"""Worker threads that uploads' pieces and commits may take at once."""
+SMALL_PUT_THREADS = 8
+"""Worker threads that whole small uploads (at most one piece) may take at once."""
+PIECE_THREADS = 4
+"""Worker threads that large uploads' pieces and commits may take at once. Hashing
+and writing a piece keeps a core busy, so a few threads fill the machine, and a
+burst of large uploads leaves cores for everything else."""
 DOWNLOAD_THREADS = 16
-"""Worker threads that downloads' reads may take at once. Uploads and downloads
-each have their own, apart from the event loop's default pool, so neither can
-starve the other, nor the service the app is mounted in."""
+"""Worker threads that downloads' reads may take at once. Small uploads, large
+uploads and downloads each have their own threads, apart from the event loop's
+default pool, so none can starve another, nor the service the app is mounted in."""
+
+
+class _Threads(NamedTuple):
+    small_puts: anyio.CapacityLimiter
+    pieces: anyio.CapacityLimiter
+    reads: anyio.CapacityLimiter
 
 
 def create_app(
@@ -143,12 +160,17 @@ class _Endpoint:
         self.store = store
         self.signer = signer
         self.body_timeout = body_timeout
-        self._limiters: tuple[anyio.CapacityLimiter, anyio.CapacityLimiter] | None = None
+        self._limiters: _Threads | None = None
+        self._memory = MemoryReturner()
 
-    def _threads(self) -> tuple[anyio.CapacityLimiter, anyio.CapacityLimiter]:
-        """The limits of uploads' and downloads' worker threads, made in the event loop."""
+    def _threads(self) -> _Threads:
+        """The limits of each kind of request's worker threads, made in the event loop."""
         if self._limiters is None:
-            self._limiters = anyio.CapacityLimiter(UPLOAD_THREADS), anyio.CapacityLimiter(DOWNLOAD_THREADS)
+            self._limiters = _Threads(
+                anyio.CapacityLimiter(SMALL_PUT_THREADS),
+                anyio.CapacityLimiter(PIECE_THREADS),
+                anyio.CapacityLimiter(DOWNLOAD_THREADS),
+            )
         return self._limiters
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -162,8 +184,9 @@ class _Endpoint:
             query = _query(scope["query_string"])
             coding = _transfer_coding(scope["headers"])
             if coding not in (None, "chunked"):
-                message = f"Transfer-Encoding {coding!r} is not supported"
-                return _json(501, "NotImplemented", message, key, _CLOSE)
+                # RFC 9112 6.3: a body whose framing cannot be read is a bad request.
+                message = f"Transfer-Encoding {coding!r} is not supported; send chunked or Content-Length"
+                return _json(400, "InvalidRequest", message, key, _CLOSE)
             if scope["method"] == "PUT":
                 headers = Headers(scope=scope)
                 content_type = headers.get("content-type")
@@ -194,7 +217,7 @@ class _Endpoint:
         # local file), else in one thread hop.
         fetched = self._fetch_nowait(key, wanted)
         if fetched is None:
-            fetched = await anyio.to_thread.run_sync(self._fetch, key, wanted, limiter=self._threads()[1])
+            fetched = await anyio.to_thread.run_sync(self._fetch, key, wanted, limiter=self._threads().reads)
         info, reader, body = fetched
         try:
             response = self._respond(headers, key, info, wanted)
@@ -204,7 +227,7 @@ class _Endpoint:
                 response.body = body
                 return response
             assert reader is not None
-            stream = _stream(reader, self._threads()[1])
+            stream = _stream(reader, self._threads().reads, self._memory)
             streaming = StreamingResponse(stream, status_code=response.status_code)
             streaming.raw_headers = response.raw_headers
             reader = None  # the stream closes it
@@ -311,22 +334,24 @@ class _Endpoint:
                 self.store, key, size, metadata, content_type, if_match=if_match, if_none_match=if_none_match
             )
 
-        uploads = self._threads()[0]
+        threads = self._threads()
         if 0 <= size <= PIECE:
             async with cut_off_when_idle(self.body_timeout) as idle:
                 data = await receive_all(receive_body(receive, limit=signed.max_size, idle=idle))
-            info = await anyio.to_thread.run_sync(put, data, limiter=uploads)
+            info = await anyio.to_thread.run_sync(put, data, limiter=threads.small_puts)
         else:
-            writer = await anyio.to_thread.run_sync(start, limiter=uploads)
+            writer = await anyio.to_thread.run_sync(start, limiter=threads.pieces)
             try:
                 async with cut_off_when_idle(self.body_timeout) as idle:
                     chunks = receive_body(receive, limit=signed.max_size, idle=idle)
-                    await push_body(chunks, writer, uploads)
-                info = await anyio.to_thread.run_sync(writer.commit, limiter=uploads)
+                    await push_body(chunks, writer, threads.pieces)
+                info = await anyio.to_thread.run_sync(writer.commit, limiter=threads.pieces)
             except BaseException:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(writer.abort)
                 raise
+            finally:
+                self._memory.soon()
         return Response(status_code=200, headers={"ETag": f'"{info.etag}"'})
 
 
@@ -346,15 +371,18 @@ def _read_if_small(reader: ObjectReader, small: int) -> tuple[ObjectInfo, Object
         return reader.info, None, reader.read()
 
 
-async def _stream(reader: ObjectReader, limiter: anyio.CapacityLimiter) -> AsyncIterator[bytes]:
+async def _stream(
+    reader: ObjectReader, limiter: anyio.CapacityLimiter, memory: MemoryReturner
+) -> AsyncIterator[bytes]:
     try:
         while True:
-            chunk = await anyio.to_thread.run_sync(reader.read, CHUNK_SIZE, limiter=limiter)
+            chunk = await anyio.to_thread.run_sync(reader.read, STREAM_CHUNK, limiter=limiter)
             if not chunk:
                 return
             yield chunk
     finally:
         reader.close()
+        memory.soon()
 
 
 _META_PREFIX_BYTES = META_PREFIX.encode("ascii")

@@ -24,7 +24,6 @@ class _Object:
 class MemoryStore(Store):
     """A `Store` that keeps every object in memory; thread-safe, lost on exit."""
 
-
     def __init__(self) -> None:
         self._objects: dict[str, _Object] = {}
         self._lock = threading.Lock()

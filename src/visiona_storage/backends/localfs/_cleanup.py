@@ -86,8 +86,9 @@ def _clean_folder(
 
 
 def _verdict(dir_fd: int, name: str, min_age_seconds: float, now: float) -> Literal["remove", "report", ""]:
-    """"remove" for a leftover, "report" for a reserved-looking name the store did
-    not make, "" for anything else (objects, live sidecars and temp files)."""
+    """The verdict on `name`: "remove" for a leftover, "report" for a reserved-looking
+    name the store did not make, "" for anything else (objects, live sidecars and
+    temp files)."""
     if is_temp_name(name):
         return "remove" if is_stale(dir_fd, name, min_age_seconds, now) else ""
     if name.endswith(SIDECAR_SUFFIX):

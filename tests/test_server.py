@@ -1,0 +1,235 @@
+"""`GuardedHttpProtocol`: the bounds `serve`'s HTTP server puts on each connection
+(head size and time, a client that stops reading, the connection cap), on a real
+uvicorn on loopback with small limits."""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from servers import LiveServer
+from visiona_storage._server import GuardedHttpProtocol, ServerLimits
+
+LIMITS = ServerLimits(header_timeout=0.5, send_timeout=0.5, max_header_bytes=4096, max_connections=3)
+OK = b"HTTP/1.1 200 OK"
+
+
+class _Guarded(GuardedHttpProtocol):
+    limits = LIMITS
+
+
+class _App:
+    """`/slow` answers after 1 s; `/big` sends 64 MiB; anything else answers "ok"
+    at once. Counts the big responses that are over, sent or cut off."""
+
+    def __init__(self) -> None:
+        self.big_done = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        path = scope["path"]
+        if path == "/slow":
+            await asyncio.sleep(1.0)
+        body = b"ok"
+        if path == "/big":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            piece = b"x" * (1 << 20)
+            try:
+                for _ in range(64):
+                    await send({"type": "http.response.body", "body": piece, "more_body": True})
+                await send({"type": "http.response.body", "body": b""})
+            finally:
+                self.big_done += 1
+            return
+        headers = [(b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+@pytest.fixture(scope="module")
+def app() -> _App:
+    return _App()
+
+
+@pytest.fixture(scope="module")
+def server(app: _App) -> Iterator[LiveServer]:
+    with LiveServer(http=_Guarded) as live:
+        live.serve(app)
+        yield live
+
+
+def _connect(server: LiveServer) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", server.port), timeout=5)
+
+
+def _read_until_closed(sock: socket.socket, seconds: float = 5) -> tuple[bytes, float]:
+    """Everything the server sends until it closes the connection; and how long that took."""
+    started = time.monotonic()
+    sock.settimeout(seconds)
+    answer = b""
+    try:
+        while chunk := sock.recv(65536):
+            answer += chunk
+    except ConnectionResetError:
+        pass
+    return answer, time.monotonic() - started
+
+
+def _get(sock: socket.socket, path: str = "/") -> bytes:
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    answer = b""
+    while not answer.endswith(b"ok"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        answer += chunk
+    return answer
+
+
+def test_a_head_that_grows_past_the_limit_gets_431_before_it_ends(server: LiveServer) -> None:
+    with _connect(server) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(0.05)
+        sock.sendall(b"X-Big: " + b"a" * 8192)
+        answer, took = _read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    assert took < LIMITS.header_timeout
+
+
+def test_a_whole_head_past_the_limit_gets_431(server: LiveServer) -> None:
+    with _connect(server) as sock:
+        headers = b"".join(b"X-%d: %s\r\n" % (n, b"a" * 100) for n in range(60))
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
+        answer, _ = _read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 431 ")
+
+
+def test_a_long_request_line_gets_431(server: LiveServer) -> None:
+    with _connect(server) as sock:
+        sock.sendall(b"GET /" + b"a" * 8192 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer, _ = _read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 431 ")
+
+
+def test_a_head_just_under_the_limit_is_served(server: LiveServer) -> None:
+    with _connect(server) as sock:
+        filler = b"a" * 3500
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Fill: " + filler + b"\r\n\r\n")
+        answer = sock.recv(65536)
+    assert answer.startswith(OK)
+
+
+def test_a_connection_that_sends_nothing_is_closed_after_the_header_timeout(server: LiveServer) -> None:
+    with _connect(server) as sock:
+        answer, took = _read_until_closed(sock)
+    assert answer == b""
+    assert LIMITS.header_timeout * 0.8 < took < LIMITS.header_timeout + 2
+
+
+def test_a_head_that_stops_half_way_gets_408(server: LiveServer) -> None:
+    with _connect(server) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHo")
+        answer, took = _read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert took < LIMITS.header_timeout + 2
+
+
+def test_a_head_sent_slowly_is_cut_off_though_each_byte_comes_in_time(server: LiveServer) -> None:
+    """The timeout runs from the connection's start, not from the last byte."""
+    with _connect(server) as sock:
+        started = time.monotonic()
+        sock.sendall(b"GET / HTTP/1.1\r\n")
+        sock.settimeout(0.1)
+        answer = b""
+        while time.monotonic() - started < LIMITS.header_timeout + 3:
+            try:
+                sock.sendall(b"X-A: b\r\n")
+                answer = sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            if answer:
+                break
+        took = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert took < LIMITS.header_timeout + 2
+
+
+def test_a_kept_alive_connection_is_served_then_closed_once_idle(server: LiveServer) -> None:
+    with _connect(server) as sock:
+        assert _get(sock).startswith(OK)
+        time.sleep(LIMITS.header_timeout / 3)
+        assert _get(sock).startswith(OK)  # the timeout restarted after the first response
+        answer, took = _read_until_closed(sock)
+    assert answer == b""
+    assert took < LIMITS.header_timeout + 2
+
+
+def test_a_request_that_runs_longer_than_the_header_timeout_is_answered(server: LiveServer) -> None:
+    with _connect(server) as sock:
+        assert _get(sock, "/slow").startswith(OK)
+
+
+def test_past_the_cap_a_new_connection_closes_the_longest_idle_one(server: LiveServer) -> None:
+    idle = [_connect(server) for _ in range(LIMITS.max_connections)]
+    try:
+        time.sleep(0.05)
+        with _connect(server) as newest:
+            assert _get(newest).startswith(OK)
+        answer, took = _read_until_closed(idle[0], seconds=LIMITS.header_timeout / 2)
+        assert answer == b""
+        assert took < LIMITS.header_timeout / 2
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_past_the_cap_with_every_connection_busy_a_new_one_gets_503(server: LiveServer) -> None:
+    busy = [_connect(server) for _ in range(LIMITS.max_connections)]
+    try:
+        for sock in busy:
+            sock.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.2)
+        with _connect(server) as refused:
+            answer, _ = _read_until_closed(refused)
+        assert answer.startswith(b"HTTP/1.1 503 ")
+        for sock in busy:  # the busy ones are answered all the same
+            sock.settimeout(5)
+            assert sock.recv(65536).startswith(OK)
+    finally:
+        for sock in busy:
+            sock.close()
+
+
+def test_a_client_that_stops_reading_a_response_is_cut_off(server: LiveServer, app: _App) -> None:
+    before = app.big_done
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        deadline = time.monotonic() + LIMITS.send_timeout + 5
+        while app.big_done == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert app.big_done == before + 1, "the response still waits on a client that reads nothing"
+        answer, _ = _read_until_closed(sock)
+    assert len(answer) < 64 << 20
+
+
+def test_the_cap_is_lowered_to_what_the_descriptor_limit_holds() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    fitted = ServerLimits(max_connections=10**9).fitted_to_descriptors()
+    now_soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        assert now_soft >= soft
+        assert 0 < fitted.max_connections <= now_soft // 2
+        assert ServerLimits(max_connections=5).fitted_to_descriptors().max_connections == 5
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
