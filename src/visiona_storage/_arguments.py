@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from datetime import timedelta
 
-from ._errors import InvalidArgumentError
+from ._errors import InvalidArgumentError, PreconditionFailedError
 
 MAX_METADATA_BYTES = 2048
 """S3's limit: the UTF-8 bytes of all metadata keys and values together."""
@@ -108,6 +108,20 @@ def check_conditions(
     if if_match is not None and (not isinstance(if_match, str) or not if_match.strip('"')):
         raise InvalidArgumentError(f"if_match must be an ETag string, not {if_match!r}", key)
     return (if_match.strip('"') if if_match is not None else None), if_none_match
+
+
+def check_precondition(
+    key: str, current: str | None, if_match: str | None, if_none_match: str | None, *, exists: bool
+) -> None:
+    """Raise `PreconditionFailedError` unless a put with these conditions (as
+    `check_conditions` returns them) may replace what is at `key`: an object if
+    `exists`, at ETag `current` (None where it has none, or none is there)."""
+    if if_none_match == "*" and exists:
+        raise PreconditionFailedError(f"object {key!r} already exists", key)
+    if if_match == "*" and not exists:
+        raise PreconditionFailedError(f"object {key!r} does not exist", key)
+    if if_match not in (None, "*") and (current is None or current != if_match):
+        raise PreconditionFailedError(f"object {key!r} is not at ETag {if_match!r}", key)
 
 
 def check_ttl(ttl: timedelta | int | float, key: str | None = None) -> int:

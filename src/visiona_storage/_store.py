@@ -17,7 +17,7 @@ from typing import NamedTuple, Self
 from . import _arguments as args
 from ._body import Body, PutData
 from ._content_types import guess_content_type
-from ._errors import NotFoundError, PreconditionFailedError, StorageError, UnsupportedError
+from ._errors import NotFoundError, StorageError, UnsupportedError
 from ._keys import check_key, check_prefix, prefix_can_match
 from ._models import ObjectInfo, ObjectReader
 from ._writer import PutWriter, ThreadedPutWriter
@@ -228,10 +228,7 @@ class Store(abc.ABC):
                 current: str | None = self._stat(key).etag
             except NotFoundError:
                 current = None
-            if if_none_match == "*" and current is not None:
-                raise PreconditionFailedError(f"object {key!r} already exists", key)
-            if if_match is not None and (current is None or if_match not in ("*", current)):
-                raise PreconditionFailedError(f"object {key!r} is not at ETag {if_match!r}", key)
+            args.check_precondition(key, current, if_match, if_none_match, exists=current is not None)
 
         def put(chunks: Iterator[bytes]) -> ObjectInfo:
             body = Body(chunks, size, key)

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from .._arguments import check_precondition
 from .._body import Body
-from .._errors import NotFoundError, PreconditionFailedError
+from .._errors import NotFoundError
 from .._keys import sort_key
 from .._models import ObjectInfo, ObjectReader
 from .._store import Store
@@ -63,10 +64,8 @@ class MemoryStore(Store):
 
     def _check_condition(self, key: str, if_match: str | None, if_none_match: str | None) -> None:
         current = self._objects.get(key)
-        if if_none_match == "*" and current is not None:
-            raise PreconditionFailedError(f"object {key!r} already exists", key)
-        if if_match is not None and (current is None or if_match not in ("*", current.info.etag)):
-            raise PreconditionFailedError(f"object {key!r} is not at ETag {if_match!r}", key)
+        etag = current.info.etag if current is not None else None
+        check_precondition(key, etag, if_match, if_none_match, exists=current is not None)
 
     def _get(self, key: str, start: int, end: int | None) -> ObjectReader:
         obj = self._lookup(key)

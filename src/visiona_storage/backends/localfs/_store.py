@@ -14,13 +14,13 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 from urllib.parse import quote, urlencode
 
+from ..._arguments import check_precondition
 from ..._body import Body
 from ..._content_types import guess_content_type
 from ..._errors import (
     InvalidKeyError,
     KeyConflictError,
     NotFoundError,
-    PreconditionFailedError,
     SizeMismatchError,
     StorageError,
     StorageFullError,
@@ -297,12 +297,8 @@ class LocalFSStore(Store):
                 exists = False
             except sidecar.CorruptSidecarError:
                 pass  # exists, at no ETag
-        if if_none_match == "*" and exists:
-            raise PreconditionFailedError(f"object {key!r} already exists", key)
-        if if_match == "*" and not exists:
-            raise PreconditionFailedError(f"object {key!r} does not exist", key)
-        if if_match not in (None, "*") and (current is None or current.etag != if_match):
-            raise PreconditionFailedError(f"object {key!r} is not at ETag {if_match!r}", key)
+        etag = current.etag if current is not None else None
+        check_precondition(key, etag, if_match, if_none_match, exists=exists)
         return current
 
     # get, stat
