@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 import visiona_storage as vs
-from visiona_storage.http import _query  # the endpoint's own query split
+from visiona_storage.http._app import _query  # the endpoint's own query split
 
 store = vs.LocalFSStore(os.environ["VS_BENCH_ROOT"])
 signer = store.signer

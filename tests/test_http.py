@@ -24,7 +24,8 @@ from starlette.datastructures import Headers, QueryParams
 import visiona_storage as vs
 from servers import LiveServer
 from visiona_storage.backends.localfs import _store as localfs_store
-from visiona_storage.http import _get_headers, _http_date, _query, create_app
+from visiona_storage.http import create_app
+from visiona_storage.http._app import _get_headers, _http_date, _query
 
 MiB = 1 << 20
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from servers import LiveServer
-from visiona_storage._server import GuardedHttpProtocol, ServerLimits
+from visiona_storage.http import GuardedHttpProtocol, ServerLimits
 
 LIMITS = ServerLimits(header_timeout=0.5, send_timeout=0.5, max_header_bytes=4096, max_connections=3)
 OK = b"HTTP/1.1 200 OK"

@@ -24,8 +24,8 @@ from ._models import DEFAULT_CHUNK_SIZE
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
-    from ._server import ServerLimits
     from .backends.localfs import CleanupReport, LocalFSStore
+    from .http import ServerLimits
 
 PROGRESS_THRESHOLD = 4 << 20
 
@@ -121,7 +121,7 @@ SERVE_CONFIG_ENV = "VISIONA_STORAGE_SERVE_CONFIG"
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn  # noqa: PLC0415 - only the server needs it
 
-    from ._server import GuardedHttpProtocol  # noqa: PLC0415
+    from .http import GuardedHttpProtocol  # noqa: PLC0415
 
     config = load_config(args.config)
     if args.workers is not None:
@@ -183,7 +183,7 @@ def _serve_app(config: StorageConfig, store: LocalFSStore) -> Starlette:
 def _server_limits(config: StorageConfig) -> ServerLimits:
     """The bounds of `serve`'s HTTP server from `config`, fitted to this process's
     descriptor limit and set for its connections; the limits."""
-    from ._server import GuardedHttpProtocol, ServerLimits  # noqa: PLC0415 - only the server needs it
+    from .http import GuardedHttpProtocol, ServerLimits  # noqa: PLC0415 - only the server needs it
 
     server = config.server
     limits = ServerLimits(

@@ -33,8 +33,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from . import _headers
-from ._errors import (
+from .. import _headers
+from .._errors import (
     ConfigError,
     InvalidArgumentError,
     InvalidKeyError,
@@ -47,11 +47,12 @@ from ._errors import (
     StorageFullError,
     UnsupportedError,
 )
-from ._keys import check_key
+from .._keys import check_key
+from .._models import ObjectInfo, ObjectReader
+from .._signing import SignedRequest, URLSigner
+from .._store import Store, start_put
+from .._writer import PutWriter
 from ._memory import MemoryReturner
-from ._models import ObjectInfo, ObjectReader
-from ._signing import SignedRequest, URLSigner
-from ._store import Store, start_put
 from ._upload_body import (
     PIECE,
     BodyTimeoutError,
@@ -61,7 +62,6 @@ from ._upload_body import (
     receive_all,
     receive_body,
 )
-from ._writer import PutWriter
 
 log = logging.getLogger("visiona_storage.http")
 

@@ -18,7 +18,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive
 
-from ._writer import PutWriter
+from .._writer import PutWriter
 
 PIECE = 1 << 20
 """What one worker-thread hop writes: large enough that the hop costs little
