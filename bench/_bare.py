@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from visiona_storage._keys import SIDECAR_SUFFIX as SUFFIX
+from visiona_storage.backends.localfs._layout import SIDECAR_SUFFIX as SUFFIX
 from visiona_storage.backends.localfs._tree import replace
 
 SIDECAR = b'{"format":1,"versions":[{"etag":"' + b"0" * 64 + b'","content_type":"application/octet-stream"}]}'

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from servers import free_port, stop_process, wait_for_port
-from visiona_storage._keys import temp_name
+from visiona_storage.backends.localfs._layout import temp_name
 
 MiB = 1 << 20
 

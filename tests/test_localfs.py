@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 import visiona_storage as vs
-from visiona_storage._keys import temp_name
 from visiona_storage.backends.localfs import _sidecar as sidecar
 from visiona_storage.backends.localfs import _store as localfs_store
 from visiona_storage.backends.localfs import _tempfile
+from visiona_storage.backends.localfs._layout import temp_name
 from visiona_storage.backends.localfs._tempfile import TempFile
 from visiona_storage.testing._suite import FailingFile
 

@@ -17,7 +17,7 @@ import pytest
 
 import visiona_storage as vs
 from disks import journaled_ext4, needs_loop, needs_root, power_cut, remount
-from visiona_storage._keys import SIDECAR_SUFFIX
+from visiona_storage.backends.localfs._layout import SIDECAR_SUFFIX
 
 MiB = 1 << 20
 

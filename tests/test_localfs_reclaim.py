@@ -13,8 +13,8 @@ import pytest
 
 import visiona_storage as vs
 from disks import free_bytes, needs_root, small_tmpfs
-from visiona_storage._keys import is_temp_name
 from visiona_storage.backends.localfs import _reclaim
+from visiona_storage.backends.localfs._layout import is_temp_name
 
 MiB = 1 << 20
 BIG = _reclaim.RECLAIM_FROM + MiB

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import re
-import secrets
 import unicodedata
 
 from ._errors import InvalidKeyError
@@ -19,18 +18,14 @@ from ._errors import InvalidKeyError
 MAX_KEY_BYTES = 1024
 MAX_SEGMENT_BYTES = 200
 
-SIDECAR_SUFFIX = ".meta.json"
-"""Suffix of the local backend's metadata file beside each object."""
+RESERVED_SUFFIXES = (".meta.json", ".vs-tmp")
+"""No segment ends in these: the local backend names its metadata and temporary
+files so (`backends.localfs._layout`), and a key must work on every backend."""
 
-TEMP_SUFFIX = ".vs-tmp"
-"""Suffix of the local backend's temporary files."""
+RESERVED_NAME = ".visiona-storage"
+"""No segment is this: the local backend's folder for its own files."""
 
-_TEMP_NAME = re.compile(r"\.vs-[0-9a-f]{32}\.vs-tmp")
-
-INTERNAL_DIR = ".visiona-storage"
-"""Folder under the local root for the store's own files (signing keys)."""
-
-RESERVED_SUFFIXES = (SIDECAR_SUFFIX, TEMP_SUFFIX)
+_RESERVED = (*RESERVED_SUFFIXES, RESERVED_NAME)
 
 # C0 controls, DEL and C1 controls.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
@@ -90,7 +85,7 @@ def _is_plain(key: str) -> bool:
     if len(key) > MAX_KEY_BYTES or _PLAIN_KEY.fullmatch(key) is None:
         return False
     lowered = key.lower()  # ASCII only: what any case-insensitive filesystem folds it to
-    return not (SIDECAR_SUFFIX in lowered or TEMP_SUFFIX in lowered or INTERNAL_DIR in lowered)
+    return not any(name in lowered for name in _RESERVED)
 
 
 _remembered_key_problem = functools.lru_cache(maxsize=4096)(key_problem)
@@ -106,8 +101,8 @@ def segment_problem(segment: str) -> str | None:
     if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
         return f"has a segment over {MAX_SEGMENT_BYTES} bytes"
     reserved = reserved_name(segment)
-    if reserved == INTERNAL_DIR:
-        return f"uses the reserved name {INTERNAL_DIR!r}"
+    if reserved == RESERVED_NAME:
+        return f"uses the reserved name {RESERVED_NAME!r}"
     if reserved is not None:
         return f"has a segment ending in the reserved suffix {reserved!r}"
     return None
@@ -115,10 +110,10 @@ def segment_problem(segment: str) -> str | None:
 
 def reserved_name(segment: str) -> str | None:
     """The reserved name `segment` is, or ends in, as a case-insensitive filesystem
-    may see it (`INTERNAL_DIR` or one of `RESERVED_SUFFIXES`); None if none."""
+    may see it (`RESERVED_NAME` or one of `RESERVED_SUFFIXES`); None if none."""
     for folded in _folded(segment):
-        if folded == INTERNAL_DIR:
-            return INTERNAL_DIR
+        if folded == RESERVED_NAME:
+            return RESERVED_NAME
         for suffix in RESERVED_SUFFIXES:
             if folded.endswith(suffix):
                 return suffix
@@ -164,18 +159,3 @@ def prefix_can_match(prefix: str) -> bool:
 def sort_key(key: str) -> bytes:
     """The order S3 lists keys in: ascending UTF-8 bytes."""
     return key.encode("utf-8")
-
-
-def temp_name() -> str:
-    """A new name for one of the local backend's temporary files: ``.vs-<32 hex>.vs-tmp``.
-
-    Random, so a writer never meets a file that is already there (it creates its
-    temp file exclusively, and picks another name if one is), and distinctive, so
-    a clean-up can tell the store's own temp files from a person's ``x.vs-tmp``.
-    """
-    return f".vs-{secrets.token_hex(16)}{TEMP_SUFFIX}"
-
-
-def is_temp_name(name: str) -> bool:
-    """Whether `name` has the form `temp_name` gives."""
-    return _TEMP_NAME.fullmatch(name) is not None

@@ -29,7 +29,7 @@ from .._errors import (
     StorageError,
     UnsupportedError,
 )
-from .._keys import INTERNAL_DIR, SIDECAR_SUFFIX, TEMP_SUFFIX
+from .._keys import RESERVED_NAME, RESERVED_SUFFIXES
 from .._models import ObjectInfo, ObjectReader
 from .._store import Store
 
@@ -53,10 +53,10 @@ BAD_KEYS: list[Any] = [
     "del\x7f",
     "c1\x85control",
     "lone\ud800surrogate",
-    "model" + SIDECAR_SUFFIX,
-    "a/b" + SIDECAR_SUFFIX + "/c",
-    "x" + TEMP_SUFFIX,
-    INTERNAL_DIR + "/signing-key",
+    "model" + RESERVED_SUFFIXES[0],
+    "a/b" + RESERVED_SUFFIXES[0] + "/c",
+    "x" + RESERVED_SUFFIXES[1],
+    RESERVED_NAME + "/signing-key",
     b"bytes",
     None,
     42,
@@ -679,7 +679,7 @@ class StoreConformance:
         assert [i.key for i in store.list("nothing/here/")] == []
         assert [i.key for i in store.list("models/u1/a.nef")] == ["models/u1/a.nef"]
 
-    @pytest.mark.parametrize("prefix", ["../", "a//", "/", "\\", "x\x00", ".", INTERNAL_DIR + "/"])
+    @pytest.mark.parametrize("prefix", ["../", "a//", "/", "\\", "x\x00", ".", RESERVED_NAME + "/"])
     def test_list_with_a_prefix_no_key_can_have_is_empty(self, store: Store, prefix: str) -> None:
         store.put("a/b", b"x")
         assert list(store.list(prefix)) == []

@@ -17,9 +17,10 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from ..._keys import SIDECAR_SUFFIX, is_temp_name, reserved_name
+from ..._keys import reserved_name
 from . import _sidecar as sidecar
 from . import _tree as tree
+from ._layout import SIDECAR_SUFFIX, is_temp_name
 from ._tempfile import is_stale
 
 log = logging.getLogger("visiona_storage.localfs")

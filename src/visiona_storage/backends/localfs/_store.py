@@ -25,16 +25,18 @@ from ..._errors import (
     StorageError,
     StorageFullError,
 )
-from ..._keys import INTERNAL_DIR, SIDECAR_SUFFIX, is_valid_key, segment_problem
+from ..._keys import is_valid_key, segment_problem
 from ..._models import DEFAULT_CHUNK_SIZE, ObjectInfo, ObjectReader, object_info
-from ..._signing import URLSigner, load_or_create_keys
+from ..._signing import URLSigner
 from ..._store import Store
 from ..._writer import PutWriter
 from . import _sidecar as sidecar
 from . import _tree as tree
 from ._cleanup import CleanupReport, clean_up, is_our_sidecar
+from ._layout import INTERNAL_DIR, SIDECAR_SUFFIX
 from ._linux import open_beneath
 from ._reclaim import Reclaimer
+from ._signing_keys import load_or_create_keys
 from ._tempfile import TempFile, create_exclusive
 from ._writing import write_behind, write_body
 

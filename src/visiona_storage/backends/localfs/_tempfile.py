@@ -20,7 +20,7 @@ import os
 import stat
 from collections.abc import Callable
 
-from ..._keys import is_temp_name, temp_name
+from ._layout import is_temp_name, temp_name
 from ._linux import preallocate, start_writeback
 from ._tree import replace
 
