@@ -37,8 +37,10 @@ def decode_value(value: str) -> str:
 
 
 def encode(metadata: Mapping[str, str]) -> dict[str, str]:
+    """`metadata` with each value in its header-safe form."""
     return {key: encode_value(value) for key, value in metadata.items()}
 
 
 def decode(metadata: Mapping[str, str]) -> dict[str, str]:
+    """The metadata `encode` was given, names lowercased as HTTP reads them."""
     return {key.lower(): decode_value(value) for key, value in metadata.items()}

@@ -20,6 +20,7 @@ from ._content_types import guess_content_type
 from ._errors import NotFoundError, StorageError, UnsupportedError
 from ._keys import check_key, check_prefix, prefix_can_match
 from ._models import ObjectInfo, ObjectReader
+from ._signing import URLSigner
 from ._writer import PutWriter, ThreadedPutWriter
 
 DEFAULT_TTL = timedelta(minutes=15)
@@ -262,6 +263,13 @@ class Store(abc.ABC):
         """Return a presigned URL for `method` ("GET" or "PUT"). Must raise
         `UnsupportedError` if the backend cannot presign."""
         raise UnsupportedError(f"{type(self).__name__} cannot make presigned URLs", key)
+
+    @property
+    def url_signer(self) -> URLSigner | None:
+        """The signer that verifies this store's presigned URLs where the HTTP
+        endpoint (`visiona_storage.http.create_app`) serves them; None (the default)
+        where the backend's own service verifies them, as S3 does."""
+        return None
 
     def _close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release resources; called once."""

@@ -1,4 +1,6 @@
-"""`MemoryStore`: the `Store` contract in a dict, for users' unit tests."""
+"""`MemoryStore`: the `Store` contract in a dict, for users' unit tests; written
+with the public driver API alone (`visiona_storage.driver`), as a third party's
+backend would be."""
 
 from __future__ import annotations
 
@@ -8,12 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from .._arguments import check_precondition
-from .._body import Body
-from .._errors import NotFoundError
-from .._keys import sort_key
-from .._models import ObjectInfo, ObjectReader
-from .._store import Store
+from ..driver import Body, NotFoundError, ObjectInfo, ObjectReader, Store, check_precondition, sort_key
 
 
 @dataclass(frozen=True)

@@ -123,12 +123,12 @@ def create_app(
 ) -> Starlette:
     """The ASGI app serving `store` under ``{prefix}/{key}``.
 
-    `signer` verifies the presigned URLs; by default the store's own (a
-    `LocalFSStore` has one). `cors_origins` are the origins a browser page may
+    `signer` verifies the presigned URLs; by default the store's own
+    (`Store.url_signer`: a `LocalFSStore` has one). `cors_origins` are the origins a browser page may
     call it from. An upload that sends nothing for `body_timeout` seconds gets
     408 and stores nothing. Raises `ConfigError` if there is no signer.
     """
-    signer = signer if signer is not None else getattr(store, "signer", None)
+    signer = signer if signer is not None else store.url_signer
     if not isinstance(signer, URLSigner):
         raise ConfigError(f"{type(store).__name__} has no URL signer: pass signer=")
     if not body_timeout > 0:

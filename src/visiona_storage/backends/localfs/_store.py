@@ -104,6 +104,11 @@ class LocalFSStore(Store):
                     self._signer = load_or_create_keys(self.root, INTERNAL_DIR, "signing-keys.json")
         return self._signer
 
+    @property
+    def url_signer(self) -> URLSigner:
+        """`signer`: the HTTP endpoint verifies this store's URLs with it."""
+        return self.signer
+
     def _presigned_url(
         self, method: str, key: str, ttl_seconds: int, content_type: str | None, max_size: int | None
     ) -> str:

@@ -18,7 +18,7 @@ from botocore.exceptions import (
 )
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from ..._errors import (
+from ...driver import (
     ConfigError,
     InvalidArgumentError,
     NotFoundError,

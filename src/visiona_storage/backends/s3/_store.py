@@ -12,12 +12,19 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ... import _headers as _metadata
-from ..._body import Body
-from ..._errors import ConfigError, NotFoundError, PreconditionFailedError, UnsupportedError
-from ..._keys import key_problem
-from ..._models import ObjectInfo, ObjectReader
-from ..._store import Store
+from ...driver import (
+    Body,
+    ConfigError,
+    NotFoundError,
+    ObjectInfo,
+    ObjectReader,
+    PreconditionFailedError,
+    Store,
+    UnsupportedError,
+    decode_metadata_headers,
+    encode_metadata_headers,
+    key_problem,
+)
 from ._errors import error_code, s3_errors
 from ._upload import MultipartUpload, create_while_reading, part_size_for, parts, run_aborting
 
@@ -126,7 +133,7 @@ class S3Store(Store):
         if if_match == "*":
             if_match = self._current_etag(key)
         conditions = _conditions(if_match, if_none_match)
-        headers = {"ContentType": content_type, "Metadata": _metadata.encode(metadata)}
+        headers = {"ContentType": content_type, "Metadata": encode_metadata_headers(metadata)}
         part_size = part_size_for(body.size, self.part_size)
         pieces = parts(body, part_size)
         with self._errors(key, "store"):
@@ -245,7 +252,7 @@ class S3Store(Store):
             content_type=str(response.get("ContentType") or ""),
             last_modified=_utc(response["LastModified"]),
             etag=str(response.get("ETag") or "").strip('"'),
-            metadata=_metadata.decode(response.get("Metadata") or {}),
+            metadata=decode_metadata_headers(response.get("Metadata") or {}),
         )
 
     # delete, list

@@ -8,8 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from ..._body import Body
-from ..._errors import StorageError
+from ...driver import Body, StorageError
 
 log = logging.getLogger("visiona_storage.s3")
 
