@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -222,7 +223,7 @@ def test_serve_refuses_a_bad_worker_count(tmp_path: Path) -> None:
 
 def test_serve_refuses_the_s3_backend(tmp_path: Path) -> None:
     (tmp_path / "storage.yaml").write_text(
-        "storage:\n  backend: s3\n  s3:\n    endpoint: http://127.0.0.1:1\n"
+        "storage:\n  backend: s3\n  s3:\n    endpoint: http://127.0.0.1:1\n    bucket: b\n"
     )
     result = run(tmp_path, "serve")
     assert result.returncode == 2
@@ -232,3 +233,41 @@ def test_serve_refuses_the_s3_backend(tmp_path: Path) -> None:
 @pytest.mark.parametrize("command", ["serve --help", "put --help", "--help"])
 def test_help(tmp_path: Path, command: str) -> None:
     assert run(tmp_path, *command.split()).returncode == 0
+
+
+def test_config_may_come_before_or_after_the_command(tmp_path: Path) -> None:
+    first = tmp_path / "first.yaml"
+    first.write_text(f"storage:\n  localfs:\n    root: {tmp_path / 'one'}\n")
+    second = tmp_path / "second.yaml"
+    second.write_text(f"storage:\n  localfs:\n    root: {tmp_path / 'two'}\n")
+    (tmp_path / "x").write_bytes(b"x")
+    cli = [sys.executable, "-m", "visiona_storage"]
+    after = ["put", "k", str(tmp_path / "x"), "--config", str(first)]
+    before = ["--config", str(second), "put", "k", "-"]
+    for args in (after, before):
+        done = subprocess.run([*cli, *args], input=b"y", capture_output=True, check=False, timeout=60)
+        assert done.returncode == 0, done.stderr
+    assert (tmp_path / "one" / "k").read_bytes() == b"x"
+    assert (tmp_path / "two" / "k").read_bytes() == b"y"
+    # Both given: the one after the command is the command's.
+    both = [*cli, "--config", str(first), "stat", "k", "--config", str(second)]
+    done = subprocess.run(both, capture_output=True, check=False, timeout=60)
+    assert json.loads(done.stdout)["size"] == 1
+    assert json.loads(done.stdout)["etag"] == hashlib.sha256(b"y").hexdigest()
+
+
+def test_help_is_plain_text(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "visiona_storage", "--help"], capture_output=True, check=False, timeout=60
+    )
+    assert done.returncode == 0
+    assert b"``" not in done.stdout
+    assert b"--version" in done.stdout
+
+
+def test_presign_points_at_the_configured_port(tmp_path: Path) -> None:
+    (tmp_path / "storage.yaml").write_text(
+        f"storage:\n  localfs:\n    root: {tmp_path / 'data'}\n  server:\n    port: 8123\n"
+    )
+    done = run(tmp_path, "presign", "a/b")
+    assert done.stdout.decode().startswith("http://localhost:8123/storage/a/b?")

@@ -125,7 +125,13 @@ def test_open_store_makes_an_s3_store(tmp_path: Path) -> None:
         ("storage:\n  server:\n    max_header_bytes: 2000000\n", "storage.server.max_header_bytes"),
         ("storage:\n  server:\n    max_connections: 0\n", "storage.server.max_connections"),
         ("storage:\n  server:\n    max_connections: 1.5\n", "storage.server.max_connections"),
-        ("storage:\n  s3:\n    secret_key: ${NOT_SET_ANYWHERE}\n", "NOT_SET_ANYWHERE"),
+        (
+            "storage:\n  backend: s3\n  s3:\n    bucket: b\n    secret_key: ${NOT_SET_ANYWHERE}\n",
+            "NOT_SET_ANYWHERE",
+        ),
+        ("storage:\n  localfs:\n    root: ${NOT_SET_ANYWHERE}\n", "NOT_SET_ANYWHERE"),
+        ("storage:\n  backend: s3\n", "storage.s3.bucket"),
+        ("storage:\n  backend: s3\n  s3:\n    bucket: ''\n", "storage.s3.bucket"),
         ("storage: [1, 2]\n", "storage"),
         ("other: 1\n", "storage"),
         ("storage:\n  backend: [unclosed\n", "YAML"),
@@ -135,6 +141,39 @@ def test_a_bad_config_is_a_config_error_naming_the_field(tmp_path: Path, text: s
     with pytest.raises(vs.ConfigError) as caught:
         vs.load_config(_write(tmp_path, text), {})
     assert field in str(caught.value)
+
+
+def test_the_unused_backends_section_may_name_unset_variables(tmp_path: Path) -> None:
+    text = (
+        "storage:\n  backend: localfs\n  localfs:\n    root: ${ROOT:-./data}\n"
+        "  s3:\n    bucket: models\n    access_key: ${S3_ACCESS_KEY}\n    secret_key: ${S3_SECRET_KEY}\n"
+    )
+    config = vs.load_config(_write(tmp_path, text), {})
+    assert config.localfs.root == "./data"
+    assert config.s3.bucket == "models"
+    assert config.s3.access_key is None
+    with pytest.raises(vs.ConfigError, match="S3_ACCESS_KEY"):
+        vs.load_config(_write(tmp_path, text.replace("backend: localfs", "backend: s3")), {})
+    with pytest.raises(vs.ConfigError, match="bakend"):  # a typo in the unused section still counts
+        vs.load_config(_write(tmp_path, text + "    bakend: x\n"), {})
+
+
+def test_presigned_urls_point_at_the_port_serve_listens_on(tmp_path: Path) -> None:
+    config = vs.load_config(_write(tmp_path, "storage:\n  server:\n    port: 8080\n"), {})
+    assert config.localfs.base_url == "http://localhost:8080/storage"
+    config = vs.load_config(_write(tmp_path, "storage:\n  server:\n    host: 10.0.0.5\n"), {})
+    assert config.localfs.base_url == "http://10.0.0.5:3001/storage"
+    assert vs.load_config(_write(tmp_path, "storage: {}\n"), {}).localfs.base_url == (
+        "http://localhost:3001/storage"
+    )
+    explicit = "storage:\n  localfs:\n    base_url: https://cdn.example.com/s\n  server:\n    port: 8080\n"
+    assert vs.load_config(_write(tmp_path, explicit), {}).localfs.base_url == "https://cdn.example.com/s"
+
+
+def test_s3_from_the_environment_needs_a_bucket() -> None:
+    with pytest.raises(vs.ConfigError, match="S3_BUCKET"):
+        vs.load_config(None, {"STORAGE_BACKEND": "s3"})
+    assert vs.load_config(None, {"STORAGE_BACKEND": "s3", "S3_BUCKET": "m"}).s3.bucket == "m"
 
 
 def test_server_limits_are_read_as_numbers(tmp_path: Path) -> None:

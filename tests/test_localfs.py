@@ -808,3 +808,24 @@ def test_a_listing_goes_on_when_a_folder_it_left_is_removed(store: vs.LocalFSSto
     store.delete("a/z")  # prunes a/ once a/b/c goes too
     store.delete("a/b/c")
     assert [i.key for i in listing] == ["b"]
+
+
+def test_a_huge_file_at_a_sidecar_name_is_damage_not_memory(tmp_path: Path) -> None:
+    """A 64 MiB ``x.meta.json`` put there by hand reads as damaged metadata, without
+    reading the whole file into memory (a GET may run this on the event loop)."""
+    import tracemalloc  # noqa: PLC0415
+
+    with vs.LocalFSStore(tmp_path, fsync=False) as store:
+        store.put("x", b"data")
+        with open(tmp_path / "x.meta.json", "wb") as f:
+            f.write(b"{" + b" " * (64 << 20))
+        tracemalloc.start()
+        try:
+            with pytest.raises(vs.StorageError):
+                store.stat("x")
+            with pytest.raises(vs.StorageError):
+                store.get("x")
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak < 8 << 20

@@ -38,6 +38,8 @@ class _App:
         if path == "/slow":
             await asyncio.sleep(1.0)
         body = b"ok"
+        if path == "/whole":  # 8 MiB in one message: all of it handed over at once
+            body = b"x" * (8 << 20)
         if path == "/big":
             await send({"type": "http.response.start", "status": 200, "headers": []})
             piece = b"x" * (1 << 20)
@@ -221,6 +223,28 @@ def test_a_client_that_stops_reading_a_response_is_cut_off(server: LiveServer, a
         assert app.big_done == before + 1, "the response still waits on a client that reads nothing"
         answer, _ = _read_until_closed(sock)
     assert len(answer) < 64 << 20
+
+
+class _SendsLonger(GuardedHttpProtocol):
+    limits = ServerLimits(header_timeout=0.3, send_timeout=1.0, max_header_bytes=4096, max_connections=3)
+
+
+def test_a_finished_response_nobody_reads_does_not_keep_its_connection(app: _App) -> None:
+    """A response handed over whole, then the connection idle past the header timeout:
+    closing it waits for the unsent bytes only `send_timeout` seconds, so a client
+    that reads nothing cannot hold it (and a place under the cap) for ever."""
+    with LiveServer(http=_SendsLonger) as live, socket.socket() as sock:
+        live.serve(app)
+        connections = live._server.server_state.connections
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", live.port))
+        sock.sendall(b"GET /whole HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.2)
+        assert len(connections) == 1
+        deadline = time.monotonic() + 0.3 + 1.0 + 3
+        while connections and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(connections) == 0
 
 
 def test_the_cap_is_lowered_to_what_the_descriptor_limit_holds() -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -134,3 +136,32 @@ def test_a_writer_holds_no_thread_between_pieces(tmp_path: Path) -> None:
         for writer in writers:
             writer.abort()
         assert _leftovers(store) == []
+
+
+def test_a_forked_child_can_still_write_pieces(tmp_path: Path) -> None:
+    """The shared writing threads do not survive a fork; the child makes its own."""
+    with vs.LocalFSStore(tmp_path) as store:
+        writer = start_put(store, "parent", -1)
+        writer.write(os.urandom(2 << 20))
+        writer.commit()
+        pid = os.fork()
+        if pid == 0:  # the child: exit status 0 once its own put is done
+            try:
+                child = start_put(store, "child", -1)
+                child.write(os.urandom(2 << 20))
+                child.write(os.urandom(2 << 20))
+                child.commit()
+            finally:
+                os._exit(0)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the child's put hung")
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert store.stat("child").size == 4 << 20

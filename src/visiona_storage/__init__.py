@@ -19,6 +19,7 @@ from ._errors import (
     InvalidArgumentError,
     InvalidKeyError,
     KeyConflictError,
+    MissingExtraError,
     NotFoundError,
     PreconditionFailedError,
     SignatureError,
@@ -29,6 +30,7 @@ from ._errors import (
 )
 from ._keys import check_key
 from ._models import ObjectInfo, ObjectReader
+from ._signing import URLSigner
 from ._store import Store
 from .backends.localfs import CleanupReport, LocalFSStore
 from .backends.memory import MemoryStore
@@ -57,6 +59,7 @@ __all__ = [
     "KeyConflictError",
     "LocalFSStore",
     "MemoryStore",
+    "MissingExtraError",
     "NotFoundError",
     "ObjectInfo",
     "ObjectReader",
@@ -69,6 +72,7 @@ __all__ = [
     "StorageError",
     "StorageFullError",
     "Store",
+    "URLSigner",
     "UnsupportedError",
     "__version__",
     "check_key",

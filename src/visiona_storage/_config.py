@@ -20,7 +20,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import yaml
@@ -35,7 +35,9 @@ _SECRETS = {"secret_key", "access_key", "signing_keys"}
 @dataclass(frozen=True)
 class LocalFSConfig:
     root: str = "./data/storage"
-    base_url: str = "http://localhost:3001/storage"
+    base_url: str = ""
+    """Where presigned URLs point; by default `serve`'s address from the server
+    section (``http://localhost:3001/storage``)."""
     fsync: bool = True
     signing_keys: dict[str, str] | None = field(default=None, repr=False)
     signing_key_id: str | None = None
@@ -44,7 +46,8 @@ class LocalFSConfig:
 @dataclass(frozen=True)
 class S3Config:
     endpoint: str = ""
-    bucket: str = "visiona-models"
+    bucket: str = ""
+    """Required with the s3 backend."""
     region: str = "us-east-1"
     access_key: str | None = field(default=None, repr=False)
     secret_key: str | None = field(default=None, repr=False)
@@ -114,7 +117,7 @@ def load_config(source: ConfigSource = None, environ: Mapping[str, str] | None =
     unknown = set(document) - {"storage"}
     if unknown:
         raise ConfigError(f"{where}: unknown top-level field(s) {sorted(unknown)}")
-    return check_config(_build(StorageConfig, _expand(document["storage"], "storage", env), "storage"))
+    return check_config(_build(StorageConfig, _expand_storage(document["storage"], env), "storage"))
 
 
 def open_store(source: ConfigSource = None) -> Store:
@@ -122,7 +125,7 @@ def open_store(source: ConfigSource = None) -> Store:
     (or what ``STORAGE_BACKEND`` and the ``S3_*`` environment variables say)."""
     config = load_config(source)
     if config.backend == "s3":
-        from .backends.s3 import S3Store  # noqa: PLC0415 - boto3 only when asked for
+        from .backends.s3 import S3Store  # noqa: PLC0415 - boto3 only when asked for (MissingExtraError)
 
         s3 = config.s3
         return S3Store(
@@ -152,7 +155,7 @@ def _from_environment(env: Mapping[str, str]) -> StorageConfig:
 
     s3 = S3Config(
         endpoint=get("S3_ENDPOINT", ""),
-        bucket=get("S3_BUCKET", S3Config.bucket),
+        bucket=get("S3_BUCKET", ""),
         region=get("S3_REGION", S3Config.region),
         access_key=env.get("S3_ACCESS_KEY") or None,
         secret_key=env.get("S3_SECRET_KEY") or None,
@@ -163,12 +166,42 @@ def _from_environment(env: Mapping[str, str]) -> StorageConfig:
     return StorageConfig(backend=get("STORAGE_BACKEND", "localfs").lower(), localfs=local, s3=s3)
 
 
-def _expand(value: Any, where: str, env: Mapping[str, str]) -> Any:
-    """Substitute ``${VAR}`` and ``${VAR:-default}`` in every string."""
+class _UnsetError(Exception):
+    """A ``${VAR}`` whose variable is not set, in a section the configuration does not use."""
+
+
+def _expand_storage(raw: Any, env: Mapping[str, str]) -> Any:
+    """The ``storage:`` section with ``${VAR}`` substituted. A variable that is not
+    set is an error in the sections in use (the chosen backend's and the server's);
+    in the other backend's section, a field naming one is left out, so a file can
+    describe both backends and use either."""
+    if not isinstance(raw, Mapping):
+        return raw
+    backend = _expand(raw.get("backend", "localfs"), "storage.backend", env)
+    used = {"backend", "server", backend if isinstance(backend, str) else "localfs"}
+    expanded: dict[Any, Any] = {}
+    for name, section in raw.items():
+        where = f"storage.{name}"
+        if name in used or not isinstance(section, Mapping):
+            expanded[name] = _expand(section, where, env)
+            continue
+        fields_set = {}
+        for field_name, value in section.items():
+            try:
+                fields_set[field_name] = _expand(value, f"{where}.{field_name}", env, lenient=True)
+            except _UnsetError:
+                continue
+        expanded[name] = fields_set
+    return expanded
+
+
+def _expand(value: Any, where: str, env: Mapping[str, str], *, lenient: bool = False) -> Any:
+    """Substitute ``${VAR}`` and ``${VAR:-default}`` in every string; an unset
+    variable without a default raises `ConfigError` (`_UnsetError` if `lenient`)."""
     if isinstance(value, Mapping):
-        return {k: _expand(v, f"{where}.{k}", env) for k, v in value.items()}
+        return {k: _expand(v, f"{where}.{k}", env, lenient=lenient) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v, f"{where}[{i}]", env) for i, v in enumerate(value)]
+        return [_expand(v, f"{where}[{i}]", env, lenient=lenient) for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
 
@@ -179,6 +212,8 @@ def _expand(value: Any, where: str, env: Mapping[str, str]) -> Any:
             return found
         if default is not None:
             return default
+        if lenient:
+            raise _UnsetError(name)
         raise ConfigError(f"{where}: environment variable {name} is not set (use ${{{name}:-default}})")
 
     return _VAR.sub(replace, value)
@@ -239,10 +274,20 @@ def _field_value(cls: type[Any], name: str, value: Any, where: str) -> Any:
     return text if text or default is not None else None
 
 
+def _serve_url(server: ServerConfig) -> str:
+    """The ``/storage`` URL that `serve` answers on, as a client on this machine reaches it."""
+    host = "localhost" if server.host in ("127.0.0.1", "0.0.0.0", "::", "") else server.host  # noqa: S104
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{server.port}/storage"
+
+
 def check_config(config: StorageConfig) -> StorageConfig:
     """`config`, if its values make sense together; raises `ConfigError` naming the field."""
     if config.backend not in ("localfs", "s3"):
         raise ConfigError(f"storage.backend: must be 'localfs' or 's3', not {config.backend!r}")
+    if not config.localfs.base_url:
+        config = replace(config, localfs=replace(config.localfs, base_url=_serve_url(config.server)))
     if not config.localfs.base_url.startswith(("http://", "https://")):
         raise ConfigError(
             f"storage.localfs.base_url: must be an http(s) URL, not {config.localfs.base_url!r}"
@@ -250,7 +295,7 @@ def check_config(config: StorageConfig) -> StorageConfig:
     if not config.localfs.root:
         raise ConfigError("storage.localfs.root: must not be empty")
     if config.backend == "s3" and not config.s3.bucket:
-        raise ConfigError("storage.s3.bucket: must not be empty")
+        raise ConfigError("storage.s3.bucket: the s3 backend needs a bucket (S3_BUCKET without a file)")
     if config.backend == "s3" and bool(config.s3.access_key) != bool(config.s3.secret_key):
         raise ConfigError("storage.s3: give both access_key and secret_key, or neither")
     if not 0 < config.server.port < 65536:

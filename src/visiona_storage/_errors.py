@@ -74,6 +74,11 @@ class ConfigError(StorageError):
     """The configuration is invalid; the message names the field."""
 
 
+class MissingExtraError(ConfigError, ImportError):
+    """A part of the library needs packages its install left out; the message names
+    the ``pip install`` that adds them. Also an ``ImportError``."""
+
+
 class StorageFullError(StorageError):
     """The backend ran out of space; the previous version of the object is intact."""
 

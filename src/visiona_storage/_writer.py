@@ -57,8 +57,10 @@ class _AbortedError(Exception):
 
 class ThreadedPutWriter(PutWriter):
     """A `PutWriter` over a store's own pull-based `put`, which runs in a thread of its
-    own and reads the pieces from a queue of one: `write` returns once the put has
-    taken its piece."""
+    own and reads the pieces from a queue of one: `write` returns once its piece is
+    queued, at most one piece behind the put. The put's thread lives as long as the
+    put does, a stalled upload's included (the local backend writes pieces directly
+    instead); `abort` ends it."""
 
     def __init__(self, put: Callable[[Iterator[bytes]], ObjectInfo]) -> None:
         self._pieces: queue.Queue[object] = queue.Queue(maxsize=1)

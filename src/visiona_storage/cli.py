@@ -19,6 +19,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ._config import StorageConfig, check_config, load_config, open_store
 from ._errors import ConfigError, InvalidArgumentError, InvalidKeyError, StorageError
+from ._extras import require
 from ._models import DEFAULT_CHUNK_SIZE
 
 if TYPE_CHECKING:
@@ -50,10 +51,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+DESCRIPTION = (
+    "Serve the /storage endpoint, and put, get, stat, list, delete, presign and clean up "
+    "objects on the configured store (localfs by default, or S3)."
+)
+CONFIG_HELP = "YAML configuration (default: the environment, else localfs at ./data/storage)"
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="visiona-storage", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", help="YAML configuration (default: the environment, else localfs)")
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    from . import __version__  # noqa: PLC0415 - the package imports this module's callers
+
+    parser = argparse.ArgumentParser(prog="visiona-storage", description=DESCRIPTION)
+    parser.add_argument("--config", help=CONFIG_HELP)
+    parser.add_argument("--version", action="version", version=f"visiona-storage {__version__}")
+    # --config may also follow the command, as with aws: each command takes it too,
+    # without a default of its own, so the one before the command stands if given.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS, help=CONFIG_HELP)
+    commands = parser.add_subparsers(
+        required=True, metavar="COMMAND", parser_class=_command_parser(common)
+    )
 
     serve = commands.add_parser("serve", help="serve the /storage endpoint (localfs)")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
@@ -105,6 +122,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_parser(common: argparse.ArgumentParser) -> type[argparse.ArgumentParser]:
+    """A parser class whose every instance also takes `common`'s options."""
+
+    class CommandParser(argparse.ArgumentParser):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["parents"] = [*kwargs.get("parents", []), common]
+            super().__init__(*args, **kwargs)
+
+    return CommandParser
+
+
 def _progress_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--progress",
@@ -119,6 +147,7 @@ SERVE_CONFIG_ENV = "VISIONA_STORAGE_SERVE_CONFIG"
 
 
 def _serve(args: argparse.Namespace) -> int:
+    require("server")
     import uvicorn  # noqa: PLC0415 - only the server needs it
 
     from .http import GuardedHttpProtocol  # noqa: PLC0415
@@ -146,6 +175,7 @@ def _serve(args: argparse.Namespace) -> int:
         "access_log": not args.no_access_log,
         "http": GuardedHttpProtocol,
         "backlog": 2048,
+        "timeout_keep_alive": limits.header_timeout,  # header_timeout governs idle connections
     }
     if workers == 1:
         uvicorn.run(app, **options)

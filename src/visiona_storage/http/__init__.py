@@ -13,15 +13,11 @@
 
 from __future__ import annotations
 
-try:
-    import starlette  # noqa: F401 - only to tell a missing extra apart
-    import uvicorn  # noqa: F401
-except ImportError as exc:  # pragma: no cover - exercised by the packaging test
-    raise ImportError(
-        "the HTTP endpoint needs the server extra: pip install 'visiona-storage[server]'"
-    ) from exc
+from .._extras import require
 
-from ._app import create_app
-from ._server import GuardedHttpProtocol, ServerLimits
+require("server")
+
+from ._app import create_app  # noqa: E402 - only once the extra is known to be there
+from ._server import GuardedHttpProtocol, ServerLimits  # noqa: E402
 
 __all__ = ["GuardedHttpProtocol", "ServerLimits", "create_app"]

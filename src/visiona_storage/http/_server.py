@@ -1,6 +1,5 @@
-"""The HTTP server `serve` runs: uvicorn with its httptools parser (the fastest
-Python HTTP/1.1 server measured here), bounded so that no client can make it hold
-much or keep others waiting.
+"""The HTTP server `serve` runs: uvicorn with its httptools parser, bounded so that
+no client can make it hold much or keep others waiting.
 
 uvicorn alone has no limit on the size of a request's line and headers, no
 timeout before a connection's first request, none on a client that stops reading
@@ -105,6 +104,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     @classmethod
     def configure(cls, limits: ServerLimits) -> None:
+        """Set the limits of every connection of this class in this process (`serve`
+        runs one server per process; a subclass with its own `limits` suits others)."""
         cls.limits = limits
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -216,6 +217,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         log.info("closing a connection whose client read nothing for %g s", self.limits.send_timeout)
         self._all.idle.pop(self, None)
         self._cancel_timers()
+        # The app may be about to send more: tell it the client is gone now, as
+        # connection_lost will, so that it stops instead of writing to a closed handle.
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
         self.transport.abort()  # what it holds unsent goes too
 
     def _reply_and_close(self, response: bytes) -> None:
@@ -225,9 +231,14 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._all.idle.pop(self, None)
 
     def _close(self) -> None:
-        """Close a connection no request runs on (once what it has to send is sent)."""
+        """Close a connection no request runs on, once what it has to send is sent: a
+        client that does not read that within `send_timeout` is cut off."""
         self._all.idle.pop(self, None)
-        self._cancel_timers()
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        if self.transport.get_write_buffer_size() and self._send_timer is None:
+            self._send_timer = self.loop.call_later(self.limits.send_timeout, self._send_timed_out)
         self.transport.close()
 
     def _cancel_timers(self) -> None:

@@ -1,16 +1,17 @@
 """An upload's body, received in the event loop and pushed to a `PutWriter`.
 
 The event loop receives the body; each piece of `PIECE` bytes goes to the writer
-in a worker thread (hashing and writing) while the loop receives the next. So an
-upload holds at most two pieces, and a stalled one holds no thread and at most
-the piece it is filling; a client that sends nothing for `idle_timeout` seconds
-is cut off.
+in a worker thread (hashing and writing) while the loop receives the next. An
+upload holds at most `AHEAD` pieces waiting, one being written and the one it is
+filling; a stalled upload's queue drains, so it holds no thread and at most the
+piece it is filling. A client that sends nothing for the idle timeout is cut
+off; time the server spends waiting on its own writes does not count.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import anyio
 import anyio.to_thread
@@ -46,15 +47,26 @@ class IdleWatch:
         self.timeout = timeout
         self.last = anyio.current_time()
         self.expired = False
+        self._pauses = 0
         self._watching = anyio.CancelScope()
 
     def moved(self) -> None:
         self.last = anyio.current_time()
 
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """The block's time does not count: the upload waits on the server, not the client."""
+        self._pauses += 1
+        try:
+            yield
+        finally:
+            self._pauses -= 1
+            self.moved()
+
     async def watch(self, upload: anyio.CancelScope) -> None:
         with self._watching:
-            while (left := self.last + self.timeout - anyio.current_time()) > 0:
-                await anyio.sleep(left)
+            while self._pauses or (left := self.last + self.timeout - anyio.current_time()) > 0:
+                await anyio.sleep(self.timeout if self._pauses else left)
             self.expired = True
             upload.cancel()
 
@@ -109,9 +121,13 @@ async def receive_all(chunks: AsyncIterator[bytes]) -> bytes:
     return b"".join([chunk async for chunk in chunks])
 
 
-async def push_body(chunks: AsyncIterator[bytes], writer: PutWriter, limiter: anyio.CapacityLimiter) -> None:
+async def push_body(
+    chunks: AsyncIterator[bytes], writer: PutWriter, limiter: anyio.CapacityLimiter, idle: IdleWatch
+) -> None:
     """Hand `chunks` to `writer` in pieces of `PIECE` bytes, written in a worker thread
     (at most `limiter`'s tokens at once across uploads) while the next are received.
+    `idle` is paused while a piece waits for room in the queue and once the body has
+    all come: the client is not to blame for the server's pace.
 
     Raises the first error of the writer, else of the body; in either case no
     write is still running when this returns or raises.
@@ -123,7 +139,8 @@ async def push_body(chunks: AsyncIterator[bytes], writer: PutWriter, limiter: an
         group.start_soon(_write_all, pieces_out, writer, limiter, failures)
         try:
             async with pieces_in:
-                await _split(chunks, pieces_in, failures)
+                await _split(chunks, pieces_in, failures, idle)
+            idle.stop()  # all of it came: what is left is the server's writing
         except Exception as exc:  # raised below, once the writes in flight are done
             receiving = exc
     if failures:
@@ -133,7 +150,10 @@ async def push_body(chunks: AsyncIterator[bytes], writer: PutWriter, limiter: an
 
 
 async def _split(
-    chunks: AsyncIterator[bytes], pieces: MemoryObjectSendStream[list[bytes]], failures: list[BaseException]
+    chunks: AsyncIterator[bytes],
+    pieces: MemoryObjectSendStream[list[bytes]],
+    failures: list[BaseException],
+    idle: IdleWatch,
 ) -> None:
     piece: list[bytes] = []
     filled = 0
@@ -143,10 +163,12 @@ async def _split(
         if filled >= PIECE:
             if failures:
                 return
-            await pieces.send(piece)
+            with idle.paused():
+                await pieces.send(piece)
             piece, filled = [], 0
     if piece:
-        await pieces.send(piece)
+        with idle.paused():
+            await pieces.send(piece)
 
 
 async def _write_all(

@@ -25,7 +25,6 @@ from ._tempfile import is_stale
 
 log = logging.getLogger("visiona_storage.localfs")
 
-_MAX_SIDECAR_BYTES = 1 << 20
 """Far above any sidecar this package writes (metadata is capped at 2 KB)."""
 
 
@@ -109,8 +108,8 @@ def is_our_sidecar(dir_fd: int, name: str) -> bool:
         return False
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_SIDECAR_BYTES:
+        if not stat.S_ISREG(st.st_mode) or st.st_size > sidecar.MAX_SIDECAR_BYTES:
             return False
-        return sidecar.is_sidecar(os.read(fd, _MAX_SIDECAR_BYTES + 1))
+        return sidecar.is_sidecar(os.read(fd, sidecar.MAX_SIDECAR_BYTES + 1))
     finally:
         os.close(fd)

@@ -18,6 +18,9 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 FORMAT = 1
+MAX_SIDECAR_BYTES = 1 << 20
+"""Far above any sidecar the store writes (metadata is at most a few KiB); a bigger
+file is not one of its sidecars."""
 
 _DECODER = json.JSONDecoder()
 

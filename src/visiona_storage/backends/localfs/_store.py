@@ -513,7 +513,9 @@ class LocalFSStore(Store):
         try:
             raw = os.read(fd, _SIDECAR_READ)
             if len(raw) == _SIDECAR_READ:  # far beyond any sidecar this store writes
-                raw += os.read(fd, os.fstat(fd).st_size + 1)
+                # At most past the largest sidecar: a bigger file (put there by hand)
+                # is cut short, so it reads as damaged instead of filling memory.
+                raw += os.read(fd, sidecar.MAX_SIDECAR_BYTES + 1 - len(raw))
         finally:
             os.close(fd)
         return raw

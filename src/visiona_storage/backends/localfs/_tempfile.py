@@ -30,9 +30,9 @@ _CAN_LINK_UNNAMED = bool(_O_TMPFILE) and os.path.isdir("/proc/self/fd")
 _MAX_NAME_TRIES = 100
 _PREALLOCATE_FROM = 256 * 1024
 _WRITE_PIECE = 1 << 20
-"""Writes go down 1 MiB at a time. With ``sync_file_range`` on 4 MiB pieces, a
-durable 256 MiB put written right after another process's fsynced write ran at 310
-MiB/s instead of 1,070 (dd: 960); on 1 MiB pieces it did not."""
+"""Writes go down 1 MiB at a time, each followed by ``sync_file_range`` to start its
+writeback: larger pieces let a durable put stall behind another process's fsync
+(docs/performance.md)."""
 
 
 class TempFile:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 import queue
 import threading
 from collections.abc import Iterator
@@ -47,12 +48,32 @@ def write_behind(temp: TempFile, data: bytes) -> Future[None]:
     """Start writing `data` to `temp` in a helper thread, so that the caller can hash
     it, and take in the next piece, meanwhile; the write, to wait for before the
     next one to `temp` and before publishing it."""
-    return _WRITER.submit(temp.write, data)
+    return _WRITER.pool().submit(temp.write, data)
 
 
-_WRITER = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vs-write")
-"""The helper threads of `write_behind`, shared by every put: a piece takes about a
-millisecond to write, and each put has at most one in writing."""
+class _SharedWriter:
+    """The helper threads of `write_behind`, shared by every put: a piece takes about a
+    millisecond to write, and each put has at most one in writing. Made on first use,
+    and made anew in a forked child (whose copy has no threads)."""
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vs-write")
+            return self._pool
+
+    def forget(self) -> None:
+        self._pool = None
+        self._lock = threading.Lock()
+
+
+_WRITER = _SharedWriter()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_WRITER.forget)
 
 
 def _write_chunks(chunks: Iterator[BytesLike], temp: TempFile, digest: Any) -> None:

@@ -1,11 +1,10 @@
 """Handing memory back to the operating system once large transfers end.
 
 glibc keeps the memory that worker threads' 1 MiB pieces were freed from in its
-per-thread arenas: after a burst of large uploads or downloads ends, the process
-keeps the burst's peak as its resident size (60 stalled 4 MiB uploads left about
-220 MiB resident, 66 MiB after a trim). `MemoryReturner.soon` asks glibc to return
-what is free, at most once per `delay` seconds, in a worker thread.
-Elsewhere than glibc it does nothing.
+per-thread arenas, so after a burst of large uploads or downloads ends the
+process would stay at the burst's peak resident size. `MemoryReturner.soon` asks
+glibc (``malloc_trim``) to return what is free, at most once per `delay` seconds,
+in a worker thread. Elsewhere than glibc it does nothing.
 """
 
 from __future__ import annotations
@@ -13,10 +12,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
-import logging
 from collections.abc import Callable
-
-log = logging.getLogger("visiona_storage.memory")
 
 
 def _find_malloc_trim() -> Callable[[int], int] | None:
