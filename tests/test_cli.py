@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -271,3 +272,22 @@ def test_presign_points_at_the_configured_port(tmp_path: Path) -> None:
     )
     done = run(tmp_path, "presign", "a/b")
     assert done.stdout.decode().startswith("http://localhost:8123/storage/a/b?")
+
+
+def test_serve_on_a_port_in_use_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run(tmp_path, "serve", "--port", str(port))
+    assert done.returncode == 1
+    assert done.stderr.decode().strip() == (
+        f"visiona-storage: cannot listen on 127.0.0.1:{port}: Address already in use"
+    )
+
+
+def test_a_yaml_error_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "storage.yaml").write_text("storage:\n  backend: [unclosed\n")
+    done = run(tmp_path, "ls")
+    assert done.returncode == 2
+    assert len(done.stderr.decode().strip().splitlines()) == 1

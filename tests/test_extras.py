@@ -58,8 +58,8 @@ def test_serve_without_the_server_extra_is_one_line_naming_it(tmp_path: Path) ->
     result = _run(code, SERVER, tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "visiona-storage: the HTTP endpoint and serve needs starlette, uvicorn, anyio, httptools:"
-        " pip install 'visiona-storage[server]'"
+        "visiona-storage: the HTTP endpoint (and serve) needs starlette, uvicorn, anyio, httptools:"
+        " pip install 'visiona-storage[server]' (from a clone: pip install '.[server]')"
     ]
 
 
@@ -70,6 +70,7 @@ def test_s3_without_its_extra_is_one_line_from_the_cli_and_a_typed_error_in_pyth
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "visiona-storage: the S3 backend needs boto3: pip install 'visiona-storage[s3]'"
+        " (from a clone: pip install '.[s3]')"
     )
     code = (
         "import visiona_storage as vs\n"

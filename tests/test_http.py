@@ -24,7 +24,7 @@ from starlette.datastructures import Headers, QueryParams
 
 import visiona_storage as vs
 from servers import LiveServer
-from visiona_storage.backends.localfs import _store as localfs_store
+from visiona_storage.backends.localfs import _reading as localfs_reading
 from visiona_storage.driver import PutWriter
 from visiona_storage.http import create_app
 from visiona_storage.http._app import _get_headers, _http_date, _query
@@ -469,13 +469,13 @@ def test_a_file_copied_in_by_hand_is_hashed_off_the_event_loop_once(
     (tmp_path / "storage/hand").mkdir(parents=True)
     (tmp_path / "storage/hand/big.bin").write_bytes(data)
     hashed_on: list[str] = []
-    real_adopt = localfs_store._adopt
+    real_adopt = localfs_reading._adopt
 
     def watched_adopt(*args: Any) -> Any:
         hashed_on.append(threading.current_thread().name)
         return real_adopt(*args)
 
-    monkeypatch.setattr(localfs_store, "_adopt", watched_adopt)
+    monkeypatch.setattr(localfs_reading, "_adopt", watched_adopt)
     url = store.presigned_get_url("hand/big.bin")
     for method in ("HEAD", "GET", "GET"):
         status, headers, body = request(method, url)

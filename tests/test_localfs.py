@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 import visiona_storage as vs
+from visiona_storage.backends.localfs import _reading as localfs_reading
 from visiona_storage.backends.localfs import _sidecar as sidecar
-from visiona_storage.backends.localfs import _store as localfs_store
 from visiona_storage.backends.localfs import _tempfile
 from visiona_storage.backends.localfs._layout import temp_name
 from visiona_storage.backends.localfs._tempfile import TempFile
@@ -260,7 +260,7 @@ def test_a_file_copied_in_by_hand_is_hashed_once_and_its_version_kept(
     def no_more_hashing(*args: object) -> None:
         raise AssertionError("hashed again")
 
-    monkeypatch.setattr(localfs_store, "_adopt", no_more_hashing)
+    monkeypatch.setattr(localfs_reading, "_adopt", no_more_hashing)
     reader = store.get_nowait("manual/model.onnx", 1, 4)
     assert reader is not None
     with reader:

@@ -111,7 +111,7 @@ def load_config(source: ConfigSource = None, environ: Mapping[str, str] | None =
         except OSError as exc:
             raise ConfigError(f"cannot read the configuration file {where}: {exc.strerror}") from None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{where} is not valid YAML: {exc}") from None
+            raise ConfigError(f"{where} is not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(document, Mapping) or not isinstance(document.get("storage"), Mapping):
         raise ConfigError(f"{where}: expected a top-level 'storage:' section")
     unknown = set(document) - {"storage"}

@@ -8,7 +8,7 @@ from ._errors import MissingExtraError
 
 EXTRAS = {
     "s3": ("the S3 backend", ("boto3",)),
-    "server": ("the HTTP endpoint and serve", ("starlette", "uvicorn", "anyio", "httptools")),
+    "server": ("the HTTP endpoint (and serve)", ("starlette", "uvicorn", "anyio", "httptools")),
 }
 
 
@@ -20,4 +20,5 @@ def require(extra: str) -> None:
     if missing:
         raise MissingExtraError(
             f"{what} needs {', '.join(missing)}: pip install 'visiona-storage[{extra}]'"
+            f" (from a clone: pip install '.[{extra}]')"
         )

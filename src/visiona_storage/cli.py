@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, replace
@@ -163,6 +164,7 @@ def _serve(args: argparse.Namespace) -> int:
     port = args.port or config.server.port
     workers = config.server.workers
     limits = _server_limits(config)
+    _check_can_listen(host, port)
     print(
         f"visiona-storage: serving {store.root} at http://{host}:{port}/storage"
         f" with {workers} worker{'s' if workers > 1 else ''}, up to {limits.max_connections}"
@@ -184,6 +186,19 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ[SERVE_CONFIG_ENV] = os.path.abspath(args.config) if args.config else ""
     uvicorn.run("visiona_storage.cli:worker_app", factory=True, workers=workers, **options)
     return 0
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """Raise `StorageError` (one line, exit status 1) if `host`:`port` cannot be
+    listened on, before anything says the store is being served."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        raise StorageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def worker_app() -> Starlette:

@@ -1,11 +1,10 @@
 """Freeing the blocks of replaced and deleted large files off the caller's path.
 
 When the last name of a file goes (a rename over it, an unlink) and nothing holds
-it open, the kernel frees its blocks there and then, inside that call. On this
-project's ext4 (mounted with ``discard``), replacing or deleting a 256 MiB file
-takes 50-70 ms that way, mostly waiting (12 ms of it CPU), as long as hashing
-a quarter of it: a durable `put` over a 256 MiB object ran at 1,072 MiB/s, and
-at 1,369 with the old file freed in the background (`bench/freeing.py`).
+it open, the kernel frees its blocks there and then, inside that call: for a
+file of hundreds of MiB on ext4 (more with ``discard``), tens of milliseconds,
+mostly waiting, as long as hashing a good part of it (`bench/freeing.py` and
+docs/performance.md measure it).
 
 So before it removes the name of a large file the store opens the file
 (`Reclaimer.hold`), and once the name is gone it hands the descriptor to a
@@ -26,10 +25,8 @@ import weakref
 from typing import NamedTuple
 
 RECLAIM_FROM = 8 << 20
-"""Files smaller than this are freed in the call. Their blocks come back in well
-under a millisecond (70-88 us for a 1 KiB file on this project's disk, mostly
-the discard), and handing them to the thread made 1 KiB puts slower, not faster
-(650-700 us against 430: the put still makes two files, where its time goes)."""
+"""Files smaller than this are freed in the call: their blocks come back in well
+under a millisecond, and handing them to the thread made small puts slower."""
 MAX_HELD = 32
 """At most this many files wait to be closed; past that, `release` closes in the
 caller, so a burst of deletes cannot pile up descriptors."""
