@@ -666,3 +666,55 @@ def test_stalled_uploads_hold_no_thread_that_downloads_need(tmp_path: Path, live
                 sock.close()
         with pytest.raises(vs.NotFoundError):
             store.stat("u/stall")
+
+
+def test_an_upload_that_trickles_a_byte_at_a_time_is_cut_off(tmp_path: Path, live: LiveServer) -> None:
+    """A byte now and then does not keep an upload open: it must send 16 KiB within
+    each body timeout."""
+    with vs.LocalFSStore(tmp_path / "storage", base_url=f"{live.url}/storage") as store:
+        live.serve(create_app(store, body_timeout=0.5))
+        url = store.presigned_put_url("u/trickle", content_type="application/octet-stream")
+        head = (
+            f"PUT {_target(url)} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+            f"Content-Length: {3 << 20}\r\n\r\n"
+        ).encode()
+        with socket.create_connection(("127.0.0.1", live.port), timeout=5) as sock:
+            sock.sendall(head)
+            started = time.monotonic()
+            answer = b""
+            sock.settimeout(0.2)
+            while time.monotonic() - started < 4 and not answer:
+                with contextlib.suppress(OSError):
+                    sock.sendall(b"x")
+                with contextlib.suppress(TimeoutError):
+                    answer = sock.recv(65536)
+            took = time.monotonic() - started
+        assert answer.startswith(b"HTTP/1.1 408 ")
+        assert took < 2
+        with pytest.raises(vs.NotFoundError):
+            store.stat("u/trickle")
+
+
+def test_if_range_of_another_version_gets_the_whole_object(store: vs.LocalFSStore) -> None:
+    """A resumed download whose validator is stale gets 200 and all of the new
+    version, never the new version's tail under the old one's head."""
+    old = store.put("r/model", b"a" * 1000)
+    new = store.put("r/model", b"b" * 1000)
+    url = store.presigned_get_url("r/model", ttl=60)
+    for validator, expected in (
+        (f'"{old.etag}"', 200),
+        (f'W/"{new.etag}"', 200),
+        (_http_date(old.last_modified - timedelta(seconds=5)), 200),
+        (f'"{new.etag}"', 206),
+        (_http_date(new.last_modified), 206),
+    ):
+        status, _, body = request("GET", url, headers={"Range": "bytes=500-", "If-Range": validator})
+        assert status == expected, validator
+        assert body == (b"b" * 1000 if expected == 200 else b"b" * 500)
+
+
+def test_if_match_on_a_get_compares_strongly(store: vs.LocalFSStore) -> None:
+    info = store.put("r/strong", b"x")
+    url = store.presigned_get_url("r/strong", ttl=60)
+    assert request("GET", url, headers={"If-Match": f'W/"{info.etag}"'})[0] == 412
+    assert request("GET", url, headers={"If-Match": f'"other", "{info.etag}"'})[0] == 200

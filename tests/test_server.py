@@ -38,6 +38,9 @@ class _App:
         if path == "/slow":
             await asyncio.sleep(1.0)
         body = b"ok"
+        if path == "/read":  # reads the whole body first, as an upload does
+            while (await receive()).get("more_body", False):
+                pass
         if path == "/whole":  # 8 MiB in one message: all of it handed over at once
             body = b"x" * (8 << 20)
         if path == "/big":
@@ -257,3 +260,49 @@ def test_the_cap_is_lowered_to_what_the_descriptor_limit_holds() -> None:
         assert ServerLimits(max_connections=5).fitted_to_descriptors().max_connections == 5
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def _stream_until_closed(sock: socket.socket, first: bytes, more: bytes, most: int) -> int:
+    """Send `first`, then `more` again and again until the server closes or `most`
+    bytes went; how many went."""
+    sock.sendall(first)
+    sent = len(first)
+    sock.settimeout(5)
+    try:
+        while sent < most:
+            sock.sendall(more)
+            sent += len(more)
+    except OSError:
+        pass
+    return sent
+
+
+def test_an_endless_trailer_is_cut_off(server: LiveServer) -> None:
+    with _connect(server) as sock:
+        head = b"PUT /read HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        head += b"5\r\nhello\r\n0\r\nX-T: "
+        sent = _stream_until_closed(sock, head, b"a" * 65536, 64 << 20)
+    assert sent < 16 << 20  # the kernel's buffers take some; the server stops past 4 KiB of framing
+
+
+def test_an_endless_chunk_line_is_cut_off(server: LiveServer) -> None:
+    with _connect(server) as sock:
+        head = b"PUT /read HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;ext="
+        sent = _stream_until_closed(sock, head, b"a" * 65536, 64 << 20)
+    assert sent < 16 << 20
+
+
+def test_too_many_header_fields_get_431(server: LiveServer) -> None:
+    with _connect(server) as sock:
+        fields = b"".join(b"a%d: b\r\n" % n for n in range(200))
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n")
+        answer, _ = _read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 431 ")
+
+
+def test_a_chunked_upload_in_big_chunks_is_read_whole(server: LiveServer) -> None:
+    with _connect(server) as sock:
+        body = b"".join(b"%x\r\n%s\r\n" % (1024, b"x" * 1024) for _ in range(512)) + b"0\r\n\r\n"
+        sock.sendall(b"PUT /read HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
+        sock.settimeout(5)
+        assert sock.recv(65536).startswith(OK)

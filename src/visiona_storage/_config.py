@@ -70,7 +70,8 @@ class ServerConfig:
     """Seconds a connection has to send each request's line and headers, from when it
     opens or its previous response ends."""
     body_timeout: float = 30.0
-    """Seconds an upload may go without sending a byte (then 408, nothing stored)."""
+    """Seconds within which an upload must send 16 KiB more, or its end (else 408,
+    nothing stored)."""
     send_timeout: float = 30.0
     """Seconds a download may go without the client reading (then it is cut off)."""
     max_header_bytes: int = 65536

@@ -212,13 +212,15 @@ class _Endpoint:
     async def _download(self, headers: dict[str, str], key: str, *, head: bool) -> Response:
         """`headers` are the request's `_GET_HEADERS` that it carries."""
         wanted = _parse_range(headers.get("range"))
-        # One call opens the object and, if it is small, reads it whole too: on the
-        # event loop where the store can open it without waiting (microseconds for a
-        # local file), else in one thread hop.
-        fetched = self._fetch_nowait(key, wanted)
-        if fetched is None:
-            fetched = await anyio.to_thread.run_sync(self._fetch, key, wanted, limiter=self._threads().reads)
-        info, reader, body = fetched
+        info, reader, body = await self._get_wanted(key, wanted)
+        if_range = headers.get("if-range")
+        if wanted is not None and if_range is not None and not _if_range_matches(if_range, info):
+            # A resumed download of another version: the whole object, never its tail
+            # (RFC 9110 13.1.5), or the client would splice two versions together.
+            if reader is not None:
+                reader.close()
+            wanted = None
+            info, reader, body = await self._get_wanted(key, None)
         try:
             response = self._respond(headers, key, info, wanted)
             if response.status_code >= 300 or head:
@@ -235,6 +237,16 @@ class _Endpoint:
         finally:
             if reader is not None:
                 reader.close()
+
+    async def _get_wanted(
+        self, key: str, wanted: tuple[int | None, int | None] | None
+    ) -> tuple[ObjectInfo, ObjectReader | None, bytes | None]:
+        """`_fetch`: on the event loop where the store can open the object without
+        waiting (microseconds for a local file), else in one thread hop."""
+        fetched = self._fetch_nowait(key, wanted)
+        if fetched is None:
+            fetched = await anyio.to_thread.run_sync(self._fetch, key, wanted, limiter=self._threads().reads)
+        return fetched
 
     def _fetch(
         self, key: str, wanted: tuple[int | None, int | None] | None
@@ -271,7 +283,7 @@ class _Endpoint:
             del headers["Content-Length"]  # a 304 has no body, and must not promise one
             return Response(status_code=304, headers=headers)
         if_match = request_headers.get("if-match")
-        if if_match is not None and not _etag_matches(if_match, info.etag):
+        if if_match is not None and not _etag_matches(if_match, info.etag, strong=True):
             return _json(412, "PreconditionFailed", "the object is not at that ETag", key)
         if wanted is None:
             return Response(status_code=200, headers=headers)
@@ -336,9 +348,13 @@ class _Endpoint:
 
         threads = self._threads()
         if 0 <= size <= PIECE:
-            async with cut_off_when_idle(self.body_timeout) as idle:
-                data = await receive_all(receive_body(receive, limit=signed.max_size, idle=idle))
-            info = await anyio.to_thread.run_sync(put, data, limiter=threads.small_puts)
+            try:
+                async with cut_off_when_idle(self.body_timeout) as idle:
+                    data = await receive_all(receive_body(receive, limit=signed.max_size, idle=idle))
+                info = await anyio.to_thread.run_sync(put, data, limiter=threads.small_puts)
+            finally:
+                if size > SMALL_ON_LOOP:
+                    self._memory.soon()
         else:
             writer = await anyio.to_thread.run_sync(start, limiter=threads.pieces)
             try:
@@ -419,7 +435,7 @@ def _metadata_of(raw_headers: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:
     return found
 
 
-_GET_HEADERS = frozenset((b"range", b"if-none-match", b"if-match"))
+_GET_HEADERS = frozenset((b"range", b"if-none-match", b"if-match", b"if-range"))
 
 
 def _get_headers(scope: Scope) -> dict[str, str]:
@@ -475,11 +491,31 @@ def _resolve(wanted: tuple[int | None, int | None], size: int) -> tuple[int | No
     return first, size - 1 if last is None else min(last, size - 1)
 
 
-def _etag_matches(header: str, etag: str) -> bool:
+def _if_range_matches(if_range: str, info: ObjectInfo) -> bool:
+    """Whether an ``If-Range`` validator names the object's current version: its ETag,
+    compared strongly, or exactly its ``Last-Modified`` date."""
+    value = if_range.strip()
+    if value.startswith('"'):
+        return value == f'"{info.etag}"'
+    if value.startswith("W/"):
+        return False  # a weak validator never allows a range
+    return value == _http_date(info.last_modified)
+
+
+def _etag_matches(header: str, etag: str, *, strong: bool = False) -> bool:
+    """Whether an ``If-None-Match`` (weak comparison) or, with `strong`, an
+    ``If-Match`` list names `etag` (RFC 9110 8.8.3.2)."""
     if header.strip() == "*":
         return True
-    candidates = (c.strip().removeprefix("W/").strip('"') for c in header.split(","))
-    return etag in candidates
+    for raw in header.split(","):
+        candidate = raw.strip()
+        if candidate.startswith("W/"):
+            if strong:
+                continue
+            candidate = candidate[2:]
+        if candidate.strip('"') == etag:
+            return True
+    return False
 
 
 _ACTIVE_TYPES = frozenset(

@@ -91,6 +91,10 @@ class _HeadTooLargeError(Exception):
     """Raised in a parser callback to stop parsing a head past the limit."""
 
 
+MAX_HEADER_FIELDS = 100
+"""Header fields per request (431 past it): thousands of tiny ones cost milliseconds
+of parsing each, well within the byte limit."""
+
 _TOO_LARGE = _canned(431, "Request Header Fields Too Large")
 _TIMEOUT = _canned(408, "Request Timeout")
 _BUSY = _canned(503, "Service Unavailable")
@@ -116,6 +120,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0  # received since the head began
         self._parsed_bytes = 0  # of request line and headers the parser has passed on
         self._too_large = False
+        self._in_body = False  # from the end of a request's head to the end of its message
+        self._fields = 0  # header fields of this request
+        self._framing_bytes = 0  # received while a request's body is read
+        self._body_bytes = 0  # of those, body
         self._head_timer: asyncio.TimerHandle | None = None
         self._send_timer: asyncio.TimerHandle | None = None
 
@@ -138,12 +146,20 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         # A head that arrives in pieces is measured here, as the parser keeps an
         # unfinished header to itself; one that arrives whole, by the parser's
-        # callbacks (`_count`).
+        # callbacks (`_count`). In a body, what is not body (chunk lines, their
+        # extensions, trailers) may be at most the head's limit plus a quarter of
+        # the body: an endless trailer or chunk line ends here.
         if self._in_head:
             self._head_bytes += len(data)
+        elif self._in_body:
+            self._framing_bytes += len(data)
         super().data_received(data)
         if self._in_head and self._head_bytes > self.limits.max_header_bytes:
             self._reply_and_close(_TOO_LARGE)
+        elif self._framing_bytes - self._body_bytes > self.limits.max_header_bytes + self._body_bytes // 4:
+            log.info("closing a connection whose body's framing outgrew its data")
+            self._framing_bytes = self._body_bytes = 0
+            self._drop()
 
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
@@ -151,7 +167,19 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._count(len(name) + len(value) + 4)
+        self._fields += 1
+        if self._fields > MAX_HEADER_FIELDS:
+            self._too_large = True
+            raise _HeadTooLargeError
         super().on_header(name, value)
+
+    def on_message_complete(self) -> None:
+        self._in_body = False
+        super().on_message_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        super().on_body(body)
 
     def _count(self, size: int) -> None:
         self._parsed_bytes += size
@@ -168,10 +196,12 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
-        self._head_bytes = self._parsed_bytes = 0
+        self._head_bytes = self._parsed_bytes = self._fields = 0
+        self._framing_bytes = self._body_bytes = 0
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._in_body = True
         self._running += 1
         self._all.idle.pop(self, None)
         if self._head_timer is not None:
@@ -215,6 +245,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def _send_timed_out(self) -> None:
         self._send_timer = None
         log.info("closing a connection whose client read nothing for %g s", self.limits.send_timeout)
+        self._drop()
+
+    def _drop(self) -> None:
+        """End the connection now, whatever it holds unsent or unread."""
         self._all.idle.pop(self, None)
         self._cancel_timers()
         # The app may be about to send more: tell it the client is gone now, as

@@ -4,8 +4,9 @@ The event loop receives the body; each piece of `PIECE` bytes goes to the writer
 in a worker thread (hashing and writing) while the loop receives the next. An
 upload holds at most `AHEAD` pieces waiting, one being written and the one it is
 filling; a stalled upload's queue drains, so it holds no thread and at most the
-piece it is filling. A client that sends nothing for the idle timeout is cut
-off; time the server spends waiting on its own writes does not count.
+piece it is filling. A client that sends less than `MIN_PROGRESS` bytes within
+the idle timeout is cut off; time the server spends waiting on its own writes
+does not count.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ keeps flowing while the disk catches up, and a stalled upload's queue drains, so
 it holds only the piece it is filling."""
 
 
+MIN_PROGRESS = 16 << 10
+"""Bytes an upload must send within each idle timeout (30 s by default: about
+550 bytes a second) to keep going."""
+
+
 class BodyTimeoutError(Exception):
     """The client sent no byte of its body for the idle timeout."""
 
@@ -47,11 +53,18 @@ class IdleWatch:
         self.timeout = timeout
         self.last = anyio.current_time()
         self.expired = False
+        self._progress = 0
         self._pauses = 0
         self._watching = anyio.CancelScope()
 
-    def moved(self) -> None:
-        self.last = anyio.current_time()
+    def moved(self, size: int = MIN_PROGRESS) -> None:
+        """`size` more bytes came; the timeout restarts once `MIN_PROGRESS` have come
+        since it last did, so a client cannot hold an upload open with a byte now
+        and then."""
+        self._progress += size
+        if self._progress >= MIN_PROGRESS:
+            self._progress = 0
+            self.last = anyio.current_time()
 
     @contextmanager
     def paused(self) -> Iterator[None]:
@@ -103,10 +116,10 @@ async def receive_body(receive: Receive, *, limit: int | None, idle: IdleWatch) 
     received = 0
     while True:
         message = await receive()
-        idle.moved()
         if message["type"] == "http.disconnect":
             raise ClientDisconnect
         chunk: bytes = message.get("body", b"")
+        idle.moved(len(chunk))
         received += len(chunk)
         if limit is not None and received > limit:
             raise BodyTooLargeError
