@@ -2,7 +2,7 @@
 on stdout and the same as JSON.
 
     .venv/bin/python bench/run.py [--runs 7] [--json bench/results.json] [--dir /work]
-                                  [--only localfs,obstore,http,s3]
+                                  [--only localfs,obstore,http,s3,async]
 
 Each figure interleaves our runs with its baseline's after a warm-up, and reports the
 median and min-max of the per-run ratio (above 1.0: we did better). Baselines are
@@ -17,13 +17,14 @@ import os
 import sys
 import time
 
+import async_vs_obstore
 import http_vs_nginx
 import localfs_files
 import localfs_vs_obstore
 import s3_vs_boto3
 from _common import Figure, machine, table, write_json
 
-GROUPS = ("localfs", "obstore", "http", "s3")
+GROUPS = ("localfs", "obstore", "http", "s3", "async")
 
 
 def main() -> None:
@@ -62,6 +63,9 @@ def main() -> None:
         print("== S3Store against boto3 and obstore on Ceph", file=sys.stderr)
         sizes = tuple(int(size) for size in options.s3_sizes.split(","))
         figures += s3_vs_boto3.figures(options.runs, sizes, options.dir)
+    if "async" in groups:
+        print("== AsyncStore against obstore's async API and our sync API", file=sys.stderr)
+        figures += async_vs_obstore.figures(options.runs, options.mib, options.dir)
     seconds = time.monotonic() - started
 
     about = machine(options.dir or ".")

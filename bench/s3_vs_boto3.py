@@ -39,7 +39,7 @@ SERVER_PIDS = "BENCH_CEPH_PIDS"
 """The environment variable that gives a child the PIDs of Ceph's daemons (comma-separated)."""
 
 
-def _client(env: dict[str, str]) -> Any:
+def boto3_client(env: dict[str, str]) -> Any:
     import boto3  # noqa: PLC0415 - measured in the child only
     from botocore.config import Config  # noqa: PLC0415
 
@@ -122,7 +122,7 @@ def _transfer(mode: str, source: str, bucket: str) -> Callable[[], float | None]
                     pass
 
     elif who == "boto3":
-        client = _client(env)
+        client = boto3_client(env)
 
         def put() -> None:
             with open(source, "rb") as f:
@@ -134,7 +134,7 @@ def _transfer(mode: str, source: str, bucket: str) -> Callable[[], float | None]
                 pass
 
     elif who == "curl":
-        url = _client(env).generate_presigned_url(
+        url = boto3_client(env).generate_presigned_url(
             "get_object", Params={"Bucket": bucket, "Key": f"bench/ours-{size}"}, ExpiresIn=3600
         )
 
@@ -189,7 +189,7 @@ def figures(runs: int = 3, sizes: tuple[int, ...] = (64, 1024), folder: str | No
             env[SERVER_PIDS] = ",".join(str(pid) for pid in ceph_pids(os.path.join(work, "ceph")))
         try:
             bucket = "bench"
-            _client(env).create_bucket(Bucket=bucket)
+            boto3_client(env).create_bucket(Bucket=bucket)
             for mib in sizes:
                 source = os.path.join(work, f"source-{mib}.bin")
                 with open(source, "wb") as out:

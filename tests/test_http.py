@@ -271,6 +271,23 @@ def test_cors_preflight_and_exposed_etag(store: vs.LocalFSStore) -> None:
     assert "etag" in headers["access-control-expose-headers"].lower()
 
 
+def test_cors_exposes_each_responses_metadata_headers(store: vs.LocalFSStore) -> None:
+    store.put("m.bin", b"x", metadata={"framework": "onnx", "model-name": "模型"})
+    origin = {"Origin": "https://app.example.com"}
+    for method in ("GET", "HEAD"):
+        status, headers, _ = request(method, store.presigned_get_url("m.bin"), headers=origin)
+        assert status == 200
+        exposed = [name.strip() for name in headers["access-control-expose-headers"].lower().split(",")]
+        assert "etag" in exposed
+        assert [name for name in exposed if name.startswith("x-amz-meta-")] == sorted(
+            name for name in headers if name.startswith("x-amz-meta-")
+        )
+        assert len([name for name in exposed if name.startswith("x-amz-meta-")]) == 2
+    store.put("plain.bin", b"x")
+    _, headers, _ = request("GET", store.presigned_get_url("plain.bin"), headers=origin)
+    assert "x-amz-meta" not in headers["access-control-expose-headers"]
+
+
 def test_cors_refuses_other_origins(store: vs.LocalFSStore) -> None:
     status, headers, _ = request(
         "OPTIONS",
@@ -718,3 +735,39 @@ def test_if_match_on_a_get_compares_strongly(store: vs.LocalFSStore) -> None:
     url = store.presigned_get_url("r/strong", ttl=60)
     assert request("GET", url, headers={"If-Match": f'W/"{info.etag}"'})[0] == 412
     assert request("GET", url, headers={"If-Match": f'"other", "{info.etag}"'})[0] == 200
+
+
+@pytest.mark.parametrize("pause", [0.0, 0.05], ids=["keeps-up", "waits"])
+def test_a_download_grows_its_pieces_only_for_a_client_that_keeps_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pause: float
+) -> None:
+    """Pieces start at STREAM_CHUNK (a client that never reads holds little) and grow
+    to FAST_CHUNK once FAST_AFTER bytes were each taken at once."""
+    import anyio  # noqa: PLC0415
+
+    from visiona_storage.http import _app  # noqa: PLC0415
+    from visiona_storage.http._malloc_trim import MemoryReturner  # noqa: PLC0415
+
+    assert _app.FAST_CHUNK > _app.STREAM_CHUNK
+    monkeypatch.setattr(_app, "WAITED", 0.02 if pause else 1.0)
+    size = _app.FAST_AFTER + 5 * _app.FAST_CHUNK + 7
+    with vs.LocalFSStore(tmp_path, fsync=False) as store:
+        store.put("big", os.urandom(size))
+
+        async def sizes() -> list[int]:
+            got = []
+            reader = store.get("big")
+            async for piece in _app._stream(reader, anyio.CapacityLimiter(1), MemoryReturner()):
+                got.append(len(piece))
+                await anyio.sleep(pause)
+            assert reader.closed
+            return got
+
+        got = anyio.run(sizes)
+    assert sum(got) == size
+    small = _app.FAST_AFTER // _app.STREAM_CHUNK
+    if pause:
+        assert set(got[:-1]) == {_app.STREAM_CHUNK}
+    else:
+        assert got[:small] == [_app.STREAM_CHUNK] * small
+        assert got[small:-1] == [_app.FAST_CHUNK] * 5

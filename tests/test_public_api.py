@@ -16,6 +16,9 @@ from visiona_storage._models import object_info
 
 def test_all_is_pinned_and_sorted() -> None:
     assert vs.__all__ == [
+        "AsyncObjectReader",
+        "AsyncPutData",
+        "AsyncStore",
         "CleanupReport",
         "ConfigError",
         "DataReadError",
@@ -43,6 +46,7 @@ def test_all_is_pinned_and_sorted() -> None:
         "check_key",
         "guess_content_type",
         "load_config",
+        "open_async_store",
         "open_store",
     ]
     assert vs.__all__ == sorted(vs.__all__)

@@ -36,7 +36,10 @@ from .backends.localfs import CleanupReport, LocalFSStore
 from .backends.memory import MemoryStore
 
 if TYPE_CHECKING:
+    from ._async_store import AsyncObjectReader, AsyncPutData, AsyncStore, open_async_store
     from .backends.s3 import S3Store
+
+_ASYNC = ("AsyncObjectReader", "AsyncPutData", "AsyncStore", "open_async_store")
 
 __version__ = "0.1.0"
 
@@ -47,10 +50,18 @@ def __getattr__(name: str) -> Any:
         from .backends.s3 import S3Store  # noqa: PLC0415
 
         return S3Store
+    # The async API imports asyncio, which most scripts never need: load it when asked for.
+    if name in _ASYNC:
+        from . import _async_store  # noqa: PLC0415
+
+        return getattr(_async_store, name)
     raise AttributeError(f"module 'visiona_storage' has no attribute {name!r}")
 
 
 __all__ = [
+    "AsyncObjectReader",
+    "AsyncPutData",
+    "AsyncStore",
     "CleanupReport",
     "ConfigError",
     "DataReadError",
@@ -78,5 +89,6 @@ __all__ = [
     "check_key",
     "guess_content_type",
     "load_config",
+    "open_async_store",
     "open_store",
 ]

@@ -32,7 +32,7 @@ class Body:
         self._iterable: Iterable[BytesLike] | None = None
         self._filled = 0  # bytes `read_into` has read so far
         self._can_readinto = True
-        self._reading = _ReadingData(key)
+        self._reading = ReadingData(key)
         if isinstance(data, (bytes, bytearray, memoryview)):
             view = memoryview(data).cast("B")
             if size not in (-1, len(view)):
@@ -146,23 +146,31 @@ class Body:
                 raise self._mismatch(self.size, total)
 
     def _check_chunk(self, chunk: object) -> BytesLike:
-        if isinstance(chunk, memoryview):
-            return chunk.cast("B")
-        if isinstance(chunk, (bytes, bytearray)):
-            return chunk
-        raise InvalidArgumentError(
-            f"data must yield bytes, not {type(chunk).__name__} (is the file open in binary mode?)",
-            self.key,
-        )
+        return check_chunk(chunk, self.key)
 
     def _mismatch(self, declared: int, actual: int | str) -> SizeMismatchError:
-        return SizeMismatchError(
-            f"data for {self.key!r} is {actual} bytes, not the declared {declared}; nothing was stored",
-            self.key,
-        )
+        return size_mismatch(self.key, declared, actual)
 
 
-class _ReadingData:
+def check_chunk(chunk: object, key: str) -> BytesLike:
+    """`chunk` as a flat bytes-like object; `InvalidArgumentError` if it is not one."""
+    if isinstance(chunk, memoryview):
+        return chunk.cast("B")
+    if isinstance(chunk, (bytes, bytearray)):
+        return chunk
+    raise InvalidArgumentError(
+        f"data must yield bytes, not {type(chunk).__name__} (is the file open in binary mode?)", key
+    )
+
+
+def size_mismatch(key: str, declared: int, actual: int | str) -> SizeMismatchError:
+    """The error for data of `actual` bytes where `declared` were promised."""
+    return SizeMismatchError(
+        f"data for {key!r} is {actual} bytes, not the declared {declared}; nothing was stored", key
+    )
+
+
+class ReadingData:
     """``with`` it around reads of the caller's data: an ``OSError`` they raise
     becomes a `DataReadError` (a raw ``OSError`` never reaches the caller, and is
     not mistaken for the backend's own). Errors of this package pass unchanged.

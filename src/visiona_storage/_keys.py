@@ -52,6 +52,27 @@ def check_key(key: object) -> str:
     return key
 
 
+def check_foreign_key(key: object) -> str:
+    """Return `key` if it obeys the key rules, or is at least a key an S3 service
+    can hold (text of 1 to 1024 UTF-8 bytes, no NUL, which S3's XML cannot carry):
+    one another client may have written, such as ``a//b`` or ``folder/``. For
+    reading and deleting on a backend that holds such keys
+    (`Store.reads_foreign_keys`); writes keep the rules.
+
+    Raises `InvalidKeyError` otherwise.
+    """
+    if isinstance(key, str) and (_is_plain(key) or _is_storable(key)):
+        return key
+    return check_key(key)
+
+
+def _is_storable(key: str) -> bool:
+    try:
+        return 0 < len(key.encode("utf-8")) <= MAX_KEY_BYTES and "\x00" not in key
+    except UnicodeEncodeError:
+        return False
+
+
 def key_problem(key: str) -> str | None:
     """Say which rule `key` breaks, or return ``None`` for a valid key."""
     try:

@@ -77,6 +77,11 @@ class ObjectReader(io.RawIOBase):
         """The `ObjectInfo` of the object being read (the whole object)."""
         return self._info
 
+    @property
+    def remaining(self) -> int:
+        """How many bytes of the range are left to read."""
+        return self._remaining
+
     def readable(self) -> bool:
         return True
 

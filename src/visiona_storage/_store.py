@@ -12,13 +12,13 @@ import abc
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from types import TracebackType
-from typing import NamedTuple, Self
+from typing import ClassVar, NamedTuple, Self
 
 from . import _arguments as args
 from ._body import Body, PutData
 from ._content_types import guess_content_type
 from ._errors import NotFoundError, StorageError, UnsupportedError
-from ._keys import check_key, check_prefix, prefix_can_match
+from ._keys import check_foreign_key, check_key, check_prefix, prefix_can_match
 from ._models import ObjectInfo, ObjectReader
 from ._signing import URLSigner
 from ._writer import PutWriter, ThreadedPutWriter
@@ -34,6 +34,12 @@ class Store(abc.ABC):
     """
 
     _closed: bool = False
+
+    reads_foreign_keys: ClassVar[bool] = False
+    """True where the backend's service may hold objects at keys that break the key
+    rules, written by other clients (``a//b``, ``folder/``, ``x.meta.json`` on S3):
+    `list` yields them, and `get`, `stat`, `delete` and `presigned_get_url` take
+    them, so that no object is out of reach. Writes always keep the rules."""
 
     def put(
         self,
@@ -86,7 +92,7 @@ class Store(abc.ABC):
         `NotFoundError`, `InvalidKeyError`, `InvalidArgumentError` or `StorageError`.
         """
         self._check_open()
-        key = check_key(key)
+        key = self._key_to_read(key)
         start, end = args.check_range(start, end, key)
         return self._get(key, start, end)
 
@@ -99,7 +105,7 @@ class Store(abc.ABC):
         and pays a hop to a worker thread only when it must. Raises as `get` does.
         """
         self._check_open()
-        key = check_key(key)
+        key = self._key_to_read(key)
         start, end = args.check_range(start, end, key)
         return self._get_nowait(key, start, end)
 
@@ -109,7 +115,7 @@ class Store(abc.ABC):
         Raises `NotFoundError`, `InvalidKeyError` or `StorageError`.
         """
         self._check_open()
-        return self._stat(check_key(key))
+        return self._stat(self._key_to_read(key))
 
     def delete(self, key: str) -> None:
         """Delete the object at `key`; deleting a missing key is not an error.
@@ -117,7 +123,7 @@ class Store(abc.ABC):
         Raises `InvalidKeyError` or `StorageError`.
         """
         self._check_open()
-        self._delete(check_key(key))
+        self._delete(self._key_to_read(key))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Iterate lazily over the objects whose key starts with `prefix`.
@@ -127,7 +133,8 @@ class Store(abc.ABC):
         may be empty. Raises `InvalidKeyError` for a prefix that is not text.
         """
         self._check_open()
-        if not prefix_can_match(check_prefix(prefix)):
+        prefix = check_prefix(prefix)
+        if not (prefix_can_match(prefix) or (self.reads_foreign_keys and "\x00" not in prefix)):
             return iter(())
         return self._list(prefix)
 
@@ -137,7 +144,7 @@ class Store(abc.ABC):
         Raises `InvalidKeyError`, `InvalidArgumentError`, `UnsupportedError`.
         """
         self._check_open()
-        key = check_key(key)
+        key = self._key_to_read(key)
         return self._presigned_url("GET", key, args.check_ttl(ttl, key), None, None)
 
     def presigned_put_url(
@@ -182,6 +189,9 @@ class Store(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def _key_to_read(self, key: object) -> str:
+        return check_foreign_key(key) if self.reads_foreign_keys else check_key(key)
 
     def _check_open(self) -> None:
         if self._closed:

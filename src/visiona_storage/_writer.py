@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from ._errors import StorageError
 from ._models import ObjectInfo
@@ -33,6 +33,12 @@ class PutWriter(abc.ABC):
         `SizeMismatchError` once more than its declared size arrives,
         `StorageFullError` or `StorageError`; after an error, only `abort` may
         follow."""
+
+    def write_pieces(self, pieces: Sequence[bytes]) -> None:
+        """`write` each of `pieces` in order, as one call (a server hands over the
+        chunks it received this way, unjoined). The default joins them; a writer
+        that can write them as they are overrides it. Raises what `write` raises."""
+        self.write(pieces[0] if len(pieces) == 1 else b"".join(pieces))
 
     @abc.abstractmethod
     def commit(self) -> ObjectInfo:
@@ -81,15 +87,25 @@ class ThreadedPutWriter(PutWriter):
                 return
             if piece is _ABORT:
                 raise _AbortedError
-            assert isinstance(piece, bytes)
-            yield piece
+            if isinstance(piece, list):
+                yield from piece
+            else:
+                assert isinstance(piece, bytes)
+                yield piece
 
     def write(self, data: bytes) -> None:
         if type(data) is not bytes:
             data = bytes(data)  # the put may read it after this returns
+        self._hand_over(data)
+
+    def write_pieces(self, pieces: Sequence[bytes]) -> None:
+        # the put may read them after this returns
+        self._hand_over([piece if type(piece) is bytes else bytes(piece) for piece in pieces])
+
+    def _hand_over(self, piece: bytes | list[bytes]) -> None:
         while self._thread.is_alive():
             try:
-                self._pieces.put(data, timeout=0.1)
+                self._pieces.put(piece, timeout=0.1)
                 return
             except queue.Full:
                 continue

@@ -297,8 +297,14 @@ def _ls(args: argparse.Namespace) -> int:
     with open_store(args.config) as store:
         for info in store.list(args.prefix):
             stamp = info.last_modified.strftime("%Y-%m-%d %H:%M:%S")
-            print(f"{info.size:>14}  {stamp}  {info.key}")
+            print(f"{info.size:>14}  {stamp}  {_shown(info.key)}")
     return 0
+
+
+def _shown(key: str) -> str:
+    """`key` as a line shows it: quoted with escapes if it holds control characters
+    (an S3 key another client wrote could otherwise fake lines or drive the terminal)."""
+    return key if key.isprintable() else json.dumps(key, ensure_ascii=False)
 
 
 def _rm(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ does not count.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
@@ -20,6 +21,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive
 
+from .._pieces import PieceGatherer
 from .._writer import PutWriter
 
 PIECE = 1 << 20
@@ -51,7 +53,7 @@ class IdleWatch:
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
-        self.last = anyio.current_time()
+        self.last = time.monotonic()
         self.expired = False
         self._progress = 0
         self._pauses = 0
@@ -64,7 +66,7 @@ class IdleWatch:
         self._progress += size
         if self._progress >= MIN_PROGRESS:
             self._progress = 0
-            self.last = anyio.current_time()
+            self.last = time.monotonic()
 
     @contextmanager
     def paused(self) -> Iterator[None]:
@@ -78,7 +80,7 @@ class IdleWatch:
 
     async def watch(self, upload: anyio.CancelScope) -> None:
         with self._watching:
-            while self._pauses or (left := self.last + self.timeout - anyio.current_time()) > 0:
+            while self._pauses or (left := self.last + self.timeout - time.monotonic()) > 0:
                 await anyio.sleep(self.timeout if self._pauses else left)
             self.expired = True
             upload.cancel()
@@ -168,17 +170,15 @@ async def _split(
     failures: list[BaseException],
     idle: IdleWatch,
 ) -> None:
-    piece: list[bytes] = []
-    filled = 0
+    gathered = PieceGatherer(PIECE)
     async for chunk in chunks:
-        piece.append(chunk)
-        filled += len(chunk)
-        if filled >= PIECE:
+        piece = gathered.add(chunk)
+        if piece is not None:
             if failures:
                 return
             with idle.paused():
                 await pieces.send(piece)
-            piece, filled = [], 0
+    piece = gathered.take()
     if piece:
         with idle.paused():
             await pieces.send(piece)
@@ -201,4 +201,4 @@ async def _write_all(
 
 
 def _write_piece(writer: PutWriter, piece: list[bytes]) -> None:
-    writer.write(piece[0] if len(piece) == 1 else b"".join(piece))
+    writer.write_pieces(piece)

@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import os
 import stat
+from collections.abc import Sequence
 from concurrent.futures import Future
 
 from ..._arguments import check_precondition
@@ -241,16 +242,21 @@ class _LocalWriter(PutWriter):
         self._writing: Future[None] | None = None
 
     def write(self, data: bytes) -> None:
+        self.write_pieces([data])
+
+    def write_pieces(self, pieces: Sequence[bytes]) -> None:
         temp = self._open_temp()
-        if 0 <= self._size < self._written + len(data):
+        length = sum(len(piece) for piece in pieces)
+        if 0 <= self._size < self._written + length:
             raise self._mismatch(f"more than {self._size}")
-        if type(data) is not bytes:
-            data = bytes(data)  # it is still being written after this returns
+        # They are still being written after this returns: only bytes stay as they are.
+        pieces = [piece if type(piece) is bytes else bytes(piece) for piece in pieces]
         with os_errors(self._key, "store"):
             self._wait_for_writing()
-            self._writing = write_behind(temp, data)
-            self._digest.update(data)
-        self._written += len(data)
+            self._writing = write_behind(temp, pieces)
+            for piece in pieces:
+                self._digest.update(piece)
+        self._written += length
 
     def _wait_for_writing(self) -> None:
         """Wait for the piece being written (raising its error, if any)."""

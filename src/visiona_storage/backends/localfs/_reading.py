@@ -135,36 +135,68 @@ class Reading(LocalRoot):
     def _open(
         self, dir_fd: int, name: str, key: str, *, hash_foreign: bool = True
     ) -> tuple[int, sidecar.Version, os.stat_result]:
-        """Open the data file and find the version that describes exactly that file.
+        """Open the data file and find the version that describes exactly that file."""
+        fd, version, st = self._locate(dir_fd, name, key, keep_open=True, hash_foreign=hash_foreign)
+        assert fd is not None
+        return fd, version, st
 
-        A file with no version of the store's (put there by hand) is hashed, and
-        the version found is recorded in its sidecar, so that it is hashed once;
-        unless not `hash_foreign`: then this raises `_WouldHashError`.
+    def _version(
+        self, dir_fd: int, name: str, key: str, known: os.stat_result | None = None
+    ) -> tuple[sidecar.Version, os.stat_result]:
+        """Like `_open`, without opening the data unless it has no version (a foreign file).
+        `known` is the data file's ``lstat`` if the caller has just taken it."""
+        _, version, st = self._locate(dir_fd, name, key, keep_open=False, known=known)
+        return version, st
+
+    def _locate(
+        self,
+        dir_fd: int,
+        name: str,
+        key: str,
+        *,
+        keep_open: bool,
+        hash_foreign: bool = True,
+        known: os.stat_result | None = None,
+    ) -> tuple[int | None, sidecar.Version, os.stat_result]:
+        """The version that describes exactly the data file at `name`, and that file's
+        stat, looked up again while a writer commits in between. With `keep_open`, the
+        data file open (else None).
+
+        A file with no version of the store's (put there by hand) is opened and
+        hashed, and the version found is recorded in its sidecar, so that it is
+        hashed once; unless not `hash_foreign`: then this raises `_WouldHashError`.
         """
+        opening = keep_open
         # Compared between attempts: which data file and which sidecar (never access times).
         seen: tuple[object, ...] | None = None
         for _ in range(MAX_ATTEMPTS):
-            fd = self._open_data(dir_fd, name, key)
+            fd = self._open_data(dir_fd, name, key) if opening else None
             try:
-                st = os.fstat(fd)
-                if not stat.S_ISREG(st.st_mode):
-                    raise NotFoundError(f"no object at key {key!r}", key)
+                found = os.fstat(fd) if fd is not None else known or tree.lstat(dir_fd, name)
+                st, known = _check_is_file(found, key), None
                 raw = self._read_sidecar(dir_fd, name, key)
                 version = sidecar.find(raw, st) if raw is not None else None
                 state = (st.st_ino, st.st_size, st.st_mtime_ns, raw)
-                if version is None and (raw is None or seen == state):
+                foreign = version is None and (raw is None or seen == state)
+                if foreign and fd is not None:
                     if not hash_foreign:
                         raise _WouldHashError
-                    version = _adopt(fd, st, key)  # stable, yet no version of ours: foreign
+                    version = _adopt(fd, st, key)
                     self._record(dir_fd, name, st, raw, version)
                 if version is not None:
+                    if fd is not None and not keep_open:
+                        os.close(fd)
+                        fd = None
                     return fd, version, st
-                seen = state  # a writer committed meanwhile; look again
             except BaseException:
-                os.close(fd)
+                if fd is not None:
+                    os.close(fd)
                 raise
-            os.close(fd)
-        raise StorageError(f"object {key!r} keeps changing while being opened", key)
+            if fd is not None:
+                os.close(fd)
+            opening = opening or foreign  # hashing a file put there by hand needs it open
+            seen = state  # else a writer committed meanwhile; look again
+        raise StorageError(f"object {key!r} keeps changing while being read", key)
 
     def _record(
         self, dir_fd: int, name: str, st: os.stat_result, raw: bytes | None, version: sidecar.Version
@@ -183,30 +215,6 @@ class Reading(LocalRoot):
                 self._write_sidecar(dir_fd, name, [version])
         except (OSError, StorageError, tree.FolderVanishedError) as exc:
             log.debug("could not record the version of %r: %s", name, exc)
-
-    def _version(
-        self, dir_fd: int, name: str, key: str, known: os.stat_result | None = None
-    ) -> tuple[sidecar.Version, os.stat_result]:
-        """Like `_open`, without opening the data unless it has no version (a foreign file).
-        `known` is the data file's ``lstat`` if the caller has just taken it."""
-        seen: tuple[object, ...] | None = None
-        for _ in range(MAX_ATTEMPTS):
-            st, known = known or tree.lstat(dir_fd, name), None
-            if st is None or stat.S_ISDIR(st.st_mode):
-                raise NotFoundError(f"no object at key {key!r}", key)
-            if stat.S_ISLNK(st.st_mode):
-                raise tree.symlink_error(key, key)
-            raw = self._read_sidecar(dir_fd, name, key)
-            version = sidecar.find(raw, st) if raw is not None else None
-            if version is not None:
-                return version, st
-            state = (st.st_ino, st.st_size, st.st_mtime_ns, raw)
-            if raw is None or seen == state:
-                fd, version, st = self._open(dir_fd, name, key)
-                os.close(fd)
-                return version, st
-            seen = state
-        raise StorageError(f"object {key!r} keeps changing while being read", key)
 
     def _open_data(self, dir_fd: int, name: str, key: str) -> int:
         try:
@@ -237,6 +245,16 @@ class Reading(LocalRoot):
         finally:
             os.close(fd)
         return raw
+
+
+def _check_is_file(st: os.stat_result | None, key: str) -> os.stat_result:
+    """`st`, if it is a regular file's: a symlink is refused, anything else is no object."""
+    if st is not None and stat.S_ISLNK(st.st_mode):
+        raise tree.symlink_error(key, key)
+    if st is None or not stat.S_ISREG(st.st_mode):
+        raise NotFoundError(f"no object at key {key!r}", key)
+    return st
+
 
 class _FileReader(ObjectReader):
     def __init__(self, info: ObjectInfo, fd: int, start: int, stop: int) -> None:

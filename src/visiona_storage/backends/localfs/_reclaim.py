@@ -3,7 +3,7 @@
 When the last name of a file goes (a rename over it, an unlink) and nothing holds
 it open, the kernel frees its blocks there and then, inside that call: for a
 file of hundreds of MiB on ext4 (more with ``discard``), tens of milliseconds,
-mostly waiting, as long as hashing a good part of it (`bench/freeing.py` and
+mostly waiting, as long as hashing a good part of it (`bench/experiments/freeing.py` and
 docs/performance.md measure it).
 
 So before it removes the name of a large file the store opens the file

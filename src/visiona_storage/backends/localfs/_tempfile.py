@@ -18,7 +18,7 @@ import errno
 import fcntl
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ._layout import is_temp_name, temp_name
 from ._linux import preallocate, start_writeback
@@ -33,6 +33,8 @@ _WRITE_PIECE = 1 << 20
 """Writes go down 1 MiB at a time, each followed by ``sync_file_range`` to start its
 writeback: larger pieces let a durable put stall behind another process's fsync
 (docs/performance.md)."""
+_IOV_MAX = 1024
+"""The most buffers one ``writev`` takes on Linux."""
 
 
 class TempFile:
@@ -78,14 +80,31 @@ class TempFile:
         return fd
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Append `data`, 1 MiB at a time; a large piece gets its blocks allocated
-        first (see `_linux`), and a durable one its writeback started."""
-        view = memoryview(data)
-        for start in range(0, len(view), _WRITE_PIECE):
-            self._write_piece(view[start : start + _WRITE_PIECE])
+        """Append `data` (`write_pieces`)."""
+        self.write_pieces([data])
 
-    def _write_piece(self, view: memoryview) -> None:
-        offset, length = self.size, len(view)
+    def write_pieces(self, pieces: Sequence[bytes | bytearray | memoryview]) -> None:
+        """Append `pieces` in order, `_WRITE_PIECE` bytes at a time, each gathered into
+        as few system calls as it allows (no copy to join them); a large write gets
+        its blocks allocated first (see `_linux`), and a durable one its writeback
+        started."""
+        batch: list[memoryview] = []
+        filled = 0
+        for piece in pieces:
+            view = memoryview(piece).cast("B")
+            while view:
+                take = view[: _WRITE_PIECE - filled]
+                batch.append(take)
+                filled += len(take)
+                view = view[len(take) :]
+                if filled == _WRITE_PIECE:
+                    self._write_batch(batch, filled)
+                    batch, filled = [], 0
+        if batch:
+            self._write_batch(batch, filled)
+
+    def _write_batch(self, views: list[memoryview], length: int) -> None:
+        offset = self.size
         if self._preallocate and length >= _PREALLOCATE_FROM:
             try:
                 self._preallocate = preallocate(self.fd, offset, length)
@@ -94,14 +113,21 @@ class TempFile:
                     raise
                 self._preallocate = preallocate(self.fd, offset, length)
         self.size += length
-        while view:
+        first = 0  # views before this one are written
+        while first < len(views):
             try:
-                written = os.write(self.fd, view)
+                written = os.writev(self.fd, views[first : first + _IOV_MAX])
             except OSError as exc:
                 if not self._space_came_back(exc):
                     raise
                 continue
-            view = view[written:]
+            while written:
+                if written >= len(views[first]):
+                    written -= len(views[first])
+                    first += 1
+                else:
+                    views[first] = views[first][written:]
+                    written = 0
         if self.durable and length >= _PREALLOCATE_FROM:
             start_writeback(self.fd, offset, length)
 

@@ -7,7 +7,7 @@ import itertools
 import os
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -44,11 +44,11 @@ def write_body(temp: TempFile, body: Body, *, fsync: bool) -> str:
     return digest.hexdigest()
 
 
-def write_behind(temp: TempFile, data: bytes) -> Future[None]:
-    """Start writing `data` to `temp` in a helper thread, so that the caller can hash
-    it, and take in the next piece, meanwhile; the write, to wait for before the
+def write_behind(temp: TempFile, pieces: Sequence[bytes]) -> Future[None]:
+    """Start writing `pieces` to `temp` in a helper thread, so that the caller can hash
+    them, and take in the next ones, meanwhile; the write, to wait for before the
     next one to `temp` and before publishing it."""
-    return _WRITER.pool().submit(temp.write, data)
+    return _WRITER.pool().submit(temp.write_pieces, pieces)
 
 
 class _SharedWriter:

@@ -23,7 +23,6 @@ from ...driver import (
     UnsupportedError,
     decode_metadata_headers,
     encode_metadata_headers,
-    key_problem,
 )
 from ._errors import error_code, s3_errors
 from ._upload import MultipartUpload, create_while_reading, part_size_for, parts, run_aborting
@@ -50,7 +49,13 @@ class S3Store(Store):
     not. `multipart_conditions` says whether the server does (default: only on
     AWS); where it does not, such a put raises `UnsupportedError` before
     anything is uploaded, rather than write unconditionally.
+
+    Objects that other clients wrote at keys outside the key rules (``a//b``, a
+    console's ``folder/`` marker, ``x.meta.json``) are listed, read and deleted
+    like any other (`Store.reads_foreign_keys`); puts keep the rules.
     """
+
+    reads_foreign_keys = True
 
     def __init__(
         self,
@@ -258,8 +263,11 @@ class S3Store(Store):
     # delete, list
 
     def _delete(self, key: str) -> None:
-        with self._errors(key, "delete"):
-            self._client.delete_object(Bucket=self.bucket, Key=key)
+        try:
+            with self._errors(key, "delete"):
+                self._client.delete_object(Bucket=self.bucket, Key=key)
+        except NotFoundError:  # S3 answers 204 for a missing key; some servers 404
+            return
 
     def _list(self, prefix: str) -> Iterator[ObjectInfo]:
         params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": self.list_page_size}
@@ -268,9 +276,6 @@ class S3Store(Store):
                 response = self._client.list_objects_v2(**params)
             for item in response.get("Contents", ()):
                 key = str(item["Key"])
-                if key_problem(key) is not None:
-                    log.debug("list skips %r: not a valid key", key)
-                    continue
                 yield ObjectInfo(
                     key=key,
                     size=int(item["Size"]),

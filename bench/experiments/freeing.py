@@ -2,7 +2,7 @@
 a put over a 256 MiB object and a delete of one, with the old file freed by
 `_reclaim`'s thread (the default) and in the call (as before), interleaved.
 
-    .venv/bin/python bench/freeing.py [--mib 256] [--runs 7] [--dir /work]
+    PYTHONPATH=bench .venv/bin/python bench/experiments/freeing.py [--mib 256] [--runs 7] [--dir /work]
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ in the same run. If a floor is already below a target, no implementation of this
 layout in Python can meet it. bench/run.py measures the put and list floors beside
 our own figures in every run; this runs them alone, and the stats floor too.
 
-    .venv/bin/python bench/floors.py [--objects 10000] [--runs 5] [--dir /work]
+    PYTHONPATH=bench .venv/bin/python bench/experiments/floors.py [--objects 10000] [--runs 5] [--dir /work]
 """
 
 from __future__ import annotations

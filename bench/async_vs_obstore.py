@@ -1,0 +1,229 @@
+"""The async API (`AsyncStore`) against obstore's async API and against our own sync
+API, in the same run:
+
+- 1,000 concurrent 4 KiB gets, and puts, on localfs against obstore's LocalStore
+  (``get_async``, ``put_async``), and on Ceph against obstore's S3Store;
+- an async put and get of 256 MiB (an async iterable of 1 MiB chunks, as a request
+  body comes; read in 1 MiB chunks) against the sync put and get of the same;
+- the worst stall of the event loop during that async put and get: how late a
+  task that sleeps 1 ms at a time wakes, against the same loop idle.
+
+    .venv/bin/python bench/async_vs_obstore.py [--runs 5] [--mib 256] [--dir /work]
+
+The Ceph figures start a throw-away cluster with scripts/ceph-rgw (root, Debian
+packages) unless CEPH_RGW_ENDPOINT, CEPH_RGW_ACCESS_KEY and CEPH_RGW_SECRET_KEY
+point at one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import obstore
+from obstore.store import LocalStore
+from obstore.store import S3Store as ObstoreS3
+
+import visiona_storage as vs
+from _common import Figure, interleaved, table
+from s3_vs_boto3 import boto3_client, start_ceph, stop_ceph
+
+MiB = 1 << 20
+CONCURRENT = 1000
+SMALL = 4096
+
+
+def _many(action: Callable[[int], Awaitable[object]]) -> Callable[[], None]:
+    """Run `action(0)` ... `action(CONCURRENT - 1)` at once, in a new event loop."""
+
+    async def main() -> None:
+        await asyncio.gather(*(action(n) for n in range(CONCURRENT)))
+
+    return lambda: asyncio.run(main())
+
+
+def small_figures(runs: int, where: str, ours: vs.Store, theirs: Any) -> list[Figure]:
+    """1,000 concurrent 4 KiB gets and puts through `AsyncStore(ours)` and obstore."""
+    data = os.urandom(SMALL)
+    astore = vs.AsyncStore(ours)
+
+    async def our_put(n: int) -> None:
+        await astore.put(f"small/ours/{n}", data)
+
+    async def their_put(n: int) -> None:
+        await obstore.put_async(theirs, f"small/theirs/{n}", data)
+
+    async def our_get(n: int) -> None:
+        async with astore.get(f"small/ours/{n}") as reader:
+            assert len(await reader.read()) == SMALL
+
+    async def their_get(n: int) -> None:
+        result = await obstore.get_async(theirs, f"small/theirs/{n}")
+        assert len(await result.bytes_async()) == SMALL
+
+    found = []
+    for operation, mine, other in (("puts", our_put, their_put), ("gets", our_get, their_get)):
+        seconds, their_seconds = interleaved(runs, _many(mine), _many(other))
+        found.append(
+            Figure(
+                f"async: {CONCURRENT} concurrent 4 KiB {operation} on {where}",
+                f"obstore {'put_async' if operation == 'puts' else 'get_async'}",
+                "ops/s",
+                [CONCURRENT / s for s in seconds],
+                [CONCURRENT / s for s in their_seconds],
+                target=1.0,
+            )
+        )
+    return found
+
+
+class _Watch:
+    """The worst lateness of a task that sleeps 1 ms at a time, while it runs."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> _Watch:
+        self._task = asyncio.ensure_future(self._tick())
+        await asyncio.sleep(0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _tick(self) -> None:
+        while True:
+            start = time.perf_counter()
+            await asyncio.sleep(0.001)
+            self.worst = max(self.worst, time.perf_counter() - start - 0.001)
+
+
+def big_figures(runs: int, mib: int, folder: str) -> list[Figure]:
+    """An async 256 MiB put and get against the sync ones, and the loop's worst stall."""
+    chunk = os.urandom(MiB)
+    stalls: dict[str, list[float]] = {"put": [], "get": [], "idle": []}
+    found = []
+    with vs.LocalFSStore(os.path.join(folder, "big"), fsync=False) as store:
+        astore = vs.AsyncStore(store)  # left open: closing it would close the store
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(mib):
+                yield chunk
+
+        def sync_chunks() -> Iterator[bytes]:
+            for _ in range(mib):
+                yield chunk
+
+        async def async_put() -> None:
+            async with _Watch() as watch:
+                await astore.put("big/async", chunks(), size=mib * MiB)
+            stalls["put"].append(watch.worst * 1000)
+
+        async def async_get() -> None:
+            async with _Watch() as watch, astore.get("big/async") as reader:
+                async for _ in reader:
+                    pass
+            stalls["get"].append(watch.worst * 1000)
+
+        async def idle() -> None:
+            async with _Watch() as watch:
+                await asyncio.sleep(0.5)
+            stalls["idle"].append(watch.worst * 1000)
+
+        def sync_put() -> None:
+            store.put("big/sync", sync_chunks(), size=mib * MiB)
+
+        def sync_get() -> None:
+            with store.get("big/sync") as reader:
+                for _ in reader.iter_chunks(MiB):
+                    pass
+
+        for operation, mine, theirs in (
+            ("put", lambda: asyncio.run(async_put()), sync_put),
+            ("get", lambda: asyncio.run(async_get()), sync_get),
+        ):
+            seconds, sync_seconds = interleaved(runs, mine, theirs, store._reclaimer.drain)
+            found.append(
+                Figure(
+                    f"async: {operation} {mib} MiB on localfs, fsync off"
+                    + (" (an async iterable of 1 MiB chunks)" if operation == "put" else ", 1 MiB chunks"),
+                    f"the sync {operation} of the same",
+                    "MiB/s",
+                    [mib / s for s in seconds],
+                    [mib / s for s in sync_seconds],
+                    target=0.9,
+                )
+            )
+        for _ in range(runs):
+            asyncio.run(idle())
+    for operation in ("put", "get"):
+        found.append(
+            Figure(
+                f"async: the event loop's worst stall during the {mib} MiB {operation}",
+                "the same loop idle",
+                "ms",
+                stalls[operation][1:],  # the warm-up's left out, as for the timing
+                stalls["idle"][: len(stalls[operation]) - 1],
+                higher_is_better=False,
+                limit=10,
+                note="how late a task that sleeps 1 ms at a time wakes, worst of the transfer",
+            )
+        )
+    return found
+
+
+def figures(runs: int = 5, mib: int = 256, folder: str | None = None) -> list[Figure]:
+    """Every async figure: localfs, Ceph, and the big transfers."""
+    found: list[Figure] = []
+    with tempfile.TemporaryDirectory(dir=folder) as work:
+        with vs.LocalFSStore(os.path.join(work, "ours"), fsync=False) as ours:
+            os.makedirs(os.path.join(work, "theirs"))
+            found += small_figures(runs, "localfs, fsync off", ours, LocalStore(os.path.join(work, "theirs")))
+        found += big_figures(runs, mib, work)
+        env = dict(os.environ)
+        started_here = "CEPH_RGW_ENDPOINT" not in env
+        if started_here:
+            env.update(start_ceph(os.path.join(work, "ceph")))
+        try:
+            boto3_client(env).create_bucket(Bucket="bench-async")
+            with vs.S3Store(
+                "bench-async",
+                endpoint=env["CEPH_RGW_ENDPOINT"],
+                access_key=env["CEPH_RGW_ACCESS_KEY"],
+                secret_key=env["CEPH_RGW_SECRET_KEY"],
+            ) as ours_s3:
+                theirs_s3 = ObstoreS3(
+                    "bench-async",
+                    endpoint=env["CEPH_RGW_ENDPOINT"],
+                    access_key_id=env["CEPH_RGW_ACCESS_KEY"],
+                    secret_access_key=env["CEPH_RGW_SECRET_KEY"],
+                    region="us-east-1",
+                    virtual_hosted_style_request=False,
+                    client_options={"allow_http": True},
+                )
+                found += small_figures(runs, "Ceph", ours_s3, theirs_s3)
+        finally:
+            if started_here:
+                stop_ceph(os.path.join(work, "ceph"))
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--mib", type=int, default=256)
+    parser.add_argument("--dir", default=None)
+    options = parser.parse_args()
+    print(table(figures(options.runs, options.mib, options.dir)))
+
+
+if __name__ == "__main__":
+    main()

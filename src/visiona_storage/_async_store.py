@@ -1,0 +1,378 @@
+"""`AsyncStore`: the `Store` API for asyncio code, over any backend.
+
+Each call hands the wrapped store's blocking work (the disk, the network,
+hashing) to a bounded pool of worker threads of the `AsyncStore`'s own, so the
+event loop only ever waits on a future, and a flood of storage calls cannot take
+the threads the rest of the application uses. Arguments, results and errors are
+those of `Store`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Iterator, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, Self, TypeAlias, TypeVar
+
+from ._async_put import push
+from ._body import BytesLike, PutData
+from ._config import StorageConfig, open_store
+from ._errors import StorageError
+from ._keys import check_prefix
+from ._models import DEFAULT_CHUNK_SIZE, ObjectInfo, ObjectReader
+from ._store import DEFAULT_TTL, Store, start_put
+from ._writer import PutWriter
+
+AsyncPutData: TypeAlias = PutData | AsyncIterable[BytesLike]
+"""What `AsyncStore.put` accepts: what `Store.put` does, or an async iterable of bytes."""
+
+DEFAULT_THREADS = 16
+"""Worker threads of one `AsyncStore`: calls beyond it wait their turn."""
+
+READ_AHEAD = 256 << 10
+"""A range up to this size is read whole by the call that opens it, so a small
+get costs one trip to a worker thread, not three (open, read, close)."""
+
+LIST_PAGE = 1000
+"""Listed objects fetched per trip to a worker thread."""
+
+T = TypeVar("T")
+
+
+class AsyncStore:
+    """The `Store` API with ``async`` methods, over any `Store`.
+
+    ``async with AsyncStore(store) as astore:`` closes the wrapped store at the
+    end. Safe to share between tasks of one event loop; at most `max_threads`
+    calls run at once, the rest wait their turn.
+    """
+
+    def __init__(self, store: Store, *, max_threads: int = DEFAULT_THREADS) -> None:
+        if not isinstance(store, Store):
+            raise TypeError(f"AsyncStore wraps a Store, not {type(store).__name__}")
+        if not isinstance(max_threads, int) or max_threads < 1:
+            raise ValueError(f"max_threads must be a positive int, not {max_threads!r}")
+        self._store = store
+        self._pool: Executor = ThreadPoolExecutor(max_threads, thread_name_prefix="vs-async")
+        self._closing = False
+        self._calls: set[concurrent.futures.Future[Any]] = set()  # in flight, for `close`
+
+    @property
+    def store(self) -> Store:
+        """The wrapped `Store`, for what is not worth a thread (or not async)."""
+        return self._store
+
+    async def put(
+        self,
+        key: str,
+        data: AsyncPutData,
+        size: int = -1,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+        *,
+        if_match: str | None = None,
+        if_none_match: str | None = None,
+    ) -> ObjectInfo:
+        """`Store.put`, awaited. `data` may also be an async iterable of bytes (a
+        request body, say): its chunks are written as they come, holding about
+        2 MiB however large the object. Raises what `Store.put` raises; on any
+        error nothing is stored.
+
+        Cancelled, a put from an async iterable stops and stores nothing (unless
+        the object is already being published: that finishes). A put of bytes, a
+        file or an iterable runs in a worker thread to its end, as a thread cannot
+        be stopped from outside; only its result is lost.
+        """
+        if not isinstance(data, AsyncIterable):
+            return await self._run(
+                self._store.put,
+                key,
+                data,
+                size,
+                metadata,
+                content_type,
+                if_match=if_match,
+                if_none_match=if_none_match,
+            )
+        starting = self._run(
+            start_put,
+            self._store,
+            key,
+            size,
+            metadata,
+            content_type,
+            if_match=if_match,
+            if_none_match=if_none_match,
+        )
+        try:
+            writer = await asyncio.shield(starting)
+        except asyncio.CancelledError:  # the thread still starts it: abort what it starts
+            starting.add_done_callback(lambda done: self._settle(done, _abort_writer))
+            raise
+        return await push(data, size, writer, key, self._run)
+
+    def get(self, key: str, start: int = 0, end: int | None = None) -> ReaderOpening:
+        """`Store.get`: use as ``async with astore.get(key) as reader:``, or
+        ``reader = await astore.get(key)`` and ``await reader.close()``. Raises
+        `NotFoundError`, `InvalidKeyError`, `InvalidArgumentError` or `StorageError`
+        when entered or awaited."""
+        return ReaderOpening(self, key, start, end)
+
+    async def stat(self, key: str) -> ObjectInfo:
+        """`Store.stat`, awaited."""
+        return await self._run(self._store.stat, key)
+
+    async def delete(self, key: str) -> None:
+        """`Store.delete`, awaited."""
+        await self._run(self._store.delete, key)
+
+    def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        """`Store.list` as an async iterator, fetched in pages of `LIST_PAGE`. Raises
+        `InvalidKeyError` at once for a prefix that is not text."""
+        check_prefix(prefix)
+        return self._list(prefix)
+
+    async def _list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+        iterator = await self._run(lambda: iter(self._store.list(prefix)))
+        try:
+            while page := await self._run(_take, iterator, LIST_PAGE):
+                for info in page:
+                    yield info
+        finally:
+            closing = getattr(iterator, "close", None)
+            if closing is not None:  # the backend's listing may hold folders open
+                self._submit(closing)
+
+    async def presigned_get_url(self, key: str, ttl: timedelta | int | float = DEFAULT_TTL) -> str:
+        """`Store.presigned_get_url`, awaited (an S3 signer may first fetch credentials)."""
+        return await self._run(self._store.presigned_get_url, key, ttl)
+
+    async def presigned_put_url(
+        self,
+        key: str,
+        ttl: timedelta | int | float = DEFAULT_TTL,
+        content_type: str | None = None,
+        *,
+        max_size: int | None = None,
+    ) -> str:
+        """`Store.presigned_put_url`, awaited."""
+        return await self._run(self._store.presigned_put_url, key, ttl, content_type, max_size=max_size)
+
+    async def close(self) -> None:
+        """Refuse new calls (`StorageError`), wait for the calls in flight, then close
+        the wrapped store and the worker threads. Readers still open go on working
+        where the backend allows (a local file does)."""
+        if self._closing:
+            return
+        self._closing = True
+        try:
+            if running := list(self._calls):
+                await asyncio.wait([asyncio.wrap_future(call) for call in running])
+            if not self._store.closed:
+                await asyncio.get_running_loop().run_in_executor(self._pool, self._store.close)
+        finally:
+            self._pool.shutdown(wait=False)
+
+    @property
+    def closed(self) -> bool:
+        """True once `close` has been called, or the wrapped store closed."""
+        return self._closing or self._store.closed
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _run(self, call: Callable[..., T], *arguments: Any, **keywords: Any) -> asyncio.Future[T]:
+        """`call` in a worker thread, as a future of the running loop. Raises
+        `StorageError` once closed."""
+        if self._closing:
+            raise StorageError(f"AsyncStore over {type(self._store).__name__} is closed")
+        running = self._pool.submit(call, *arguments, **keywords)
+        self._calls.add(running)  # the thread's own future: a cancelled caller's stays here
+        running.add_done_callback(self._calls.discard)
+        return asyncio.wrap_future(running)
+
+    def _settle(self, done: asyncio.Future[Any], release: Callable[[Any], object]) -> None:
+        """Once `done` (a call whose caller was cancelled) ends, `release` what it
+        made, if it made anything: no one else will."""
+        if not done.cancelled() and done.exception() is None:
+            made = done.result()
+            self._submit(lambda: release(made))
+
+    def _submit(self, call: Callable[[], object]) -> None:
+        """`call` in a worker thread, not waited for; here and now once closed."""
+        try:
+            self._pool.submit(call)
+        except RuntimeError:  # the pool is shut down
+            call()
+
+    def __repr__(self) -> str:
+        return f"AsyncStore({self._store!r})"
+
+
+def open_async_store(config: str | StorageConfig | Mapping[str, Any] | None = None) -> AsyncStore:
+    """`AsyncStore(open_store(config))`: the store a configuration describes, async.
+    Raises what `open_store` raises."""
+    return AsyncStore(open_store(config))
+
+
+def _take(iterator: Iterator[ObjectInfo], count: int) -> list[ObjectInfo]:
+    page = []
+    for info in iterator:
+        page.append(info)
+        if len(page) == count:
+            break
+    return page
+
+
+class AsyncObjectReader:
+    """An object's bytes for async code: ``await reader.read(n)`` and
+    ``async for chunk in reader``. `info` describes the whole object, even when
+    only a range is read. Close it (``await reader.close()`` or ``async with``).
+    """
+
+    def __init__(self, store: AsyncStore, reader: ObjectReader, ahead: bytes | None) -> None:
+        self._store = store
+        self._reader = reader
+        self._info = reader.info
+        self._ahead = ahead  # the whole range, read while opening (the reader is closed)
+        self._closed = False
+        self._reading = asyncio.Lock()  # one read at a time reaches the reader
+        self._in_flight: asyncio.Future[bytes] | None = None
+
+    @property
+    def info(self) -> ObjectInfo:
+        """The `ObjectInfo` of the object being read (the whole object)."""
+        return self._info
+
+    @property
+    def closed(self) -> bool:
+        """True once `close` has been called."""
+        return self._closed
+
+    async def read(self, size: int | None = -1) -> bytes:
+        """Up to `size` bytes (all that is left if `size` is negative or None); ``b""``
+        at the end. Raises `StorageError` if the backend fails mid-read, and
+        ``ValueError`` once closed. Reads from several tasks take turns; a read
+        whose task is cancelled still consumes its bytes."""
+        async with self._reading:
+            await self._settled()
+            if self._closed:
+                raise ValueError("I/O operation on a closed object reader")
+            ahead = self._ahead
+            if ahead is not None:
+                if size is None or size < 0 or size >= len(ahead):
+                    self._ahead = b""
+                    return ahead
+                self._ahead = ahead[size:]
+                return ahead[:size]
+            if self._reader.remaining == 0:
+                return b""
+            self._in_flight = self._store._run(self._reader.read, size)
+            return await asyncio.shield(self._in_flight)  # a cancelled read still ends first
+
+    async def _settled(self) -> None:
+        """Wait for a read that a cancelled task left running in a worker thread."""
+        if self._in_flight is not None:
+            await asyncio.wait([self._in_flight])
+            self._in_flight = None
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        while chunk := await self.read(DEFAULT_CHUNK_SIZE):
+            yield chunk
+
+    async def close(self) -> None:
+        """Free the backend's handle, once a read in flight ends. Never raises; closing
+        twice does nothing."""
+        if not self._closed:
+            self._closed = True
+            self._ahead = None
+            await self._settled()
+            if self._reader.closed:
+                return
+            if self._store._closing:  # its threads are gone; closing a handle is quick
+                self._reader.close()
+            else:
+                await asyncio.gather(self._store._run(self._reader.close), return_exceptions=True)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<AsyncObjectReader {self._info.key!r}{' closed' if self._closed else ''}>"
+
+
+class ReaderOpening:
+    """What `AsyncStore.get` returns: awaited, an `AsyncObjectReader`; as an
+    ``async with``, the same, closed at the end of the block."""
+
+    def __init__(self, store: AsyncStore, key: str, start: int, end: int | None) -> None:
+        self._store = store
+        self._key = key
+        self._range = (start, end)
+        self._reader: AsyncObjectReader | None = None
+
+    def __await__(self) -> Generator[Any, None, AsyncObjectReader]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> AsyncObjectReader:
+        self._reader = await self._open()
+        return self._reader
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._reader is not None:
+            await self._reader.close()
+
+    async def _open(self) -> AsyncObjectReader:
+        store = self._store
+        opening = store._run(_open, store.store, self._key, *self._range)
+        try:
+            reader, ahead = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            # The thread still opens it: close what it opens, no one will read it.
+            opening.add_done_callback(lambda done: store._settle(done, _close_reader))
+            raise
+        return AsyncObjectReader(store, reader, ahead)
+
+
+def _open(store: Store, key: str, start: int, end: int | None) -> tuple[ObjectReader, bytes | None]:
+    """Open the range, and read it whole (closing the reader) if it is small."""
+    reader = store.get(key, start, end)
+    if reader.remaining > READ_AHEAD:
+        return reader, None
+    with reader:
+        return reader, reader.read()
+
+
+def _abort_writer(writer: PutWriter) -> None:
+    writer.abort()
+
+
+def _close_reader(opened: tuple[ObjectReader, bytes | None]) -> None:
+    opened[0].close()

@@ -1,0 +1,428 @@
+"""`AsyncStore` beyond the conformance suite: the event loop never runs a backend
+call, the worker threads are bounded, a stalled source holds none of them, and a
+cancelled call leaves nothing open. Backend behaviour is in the suite."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import visiona_storage as vs
+from visiona_storage.driver import Body, ObjectInfo, ObjectReader, PutWriter
+
+
+class Gate(vs.MemoryStore):
+    """A memory store whose calls wait until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.waited_out = False
+        self.running = 0
+        self.most_running = 0
+        self.opened: list[ObjectReader] = []
+        self._count = threading.Lock()
+
+    def _wait(self) -> None:
+        with self._count:
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+        try:
+            if not self.gate.wait(5):
+                self.waited_out = True  # nothing opened it: the loop was blocked
+        finally:
+            with self._count:
+                self.running -= 1
+
+    def _stat(self, key: str) -> ObjectInfo:
+        self._wait()
+        return super()._stat(key)
+
+    def _get(self, key: str, start: int, end: int | None) -> ObjectReader:
+        self._wait()
+        reader = super()._get(key, start, end)
+        self.opened.append(reader)
+        return reader
+
+    def _put(
+        self, key: str, body: Body, metadata: dict[str, str], content_type: str, **conditions: object
+    ) -> ObjectInfo:
+        self._wait()
+        return super()._put(key, body, metadata, content_type, **conditions)  # type: ignore[arg-type]
+
+
+def test_calls_run_in_worker_threads_while_the_loop_goes_on() -> None:
+    store = Gate()
+    store.gate.set()
+    vs.MemoryStore.put(store, "k", b"x")
+    store.gate.clear()
+
+    async def main() -> None:
+        async with vs.AsyncStore(store) as astore:
+            calls = [
+                asyncio.ensure_future(astore.stat("k")),
+                asyncio.ensure_future(astore.put("k2", b"y")),
+                asyncio.ensure_future(astore.get("k")),
+            ]
+            for _ in range(20):
+                await asyncio.sleep(0.01)  # the loop runs while the calls wait in threads
+            assert not any(call.done() for call in calls)
+            store.gate.set()
+            info, _, reader = await asyncio.gather(*calls)
+            assert isinstance(info, vs.ObjectInfo)
+            assert isinstance(reader, vs.AsyncObjectReader)
+            assert info.key == "k"
+            assert await reader.read() == b"x"
+            await reader.close()
+
+    asyncio.run(main())
+    assert not store.waited_out
+
+
+def test_at_most_max_threads_calls_run_at_once() -> None:
+    store = Gate()
+    store.gate.set()
+    vs.MemoryStore.put(store, "k", b"x")
+    store.gate.clear()
+
+    async def main() -> None:
+        async with vs.AsyncStore(store, max_threads=2) as astore:
+            calls = [asyncio.ensure_future(astore.stat("k")) for _ in range(6)]
+            await asyncio.sleep(0.2)
+            assert store.running == 2
+            store.gate.set()
+            await asyncio.gather(*calls)
+
+    asyncio.run(main())
+    assert store.most_running == 2
+
+
+def test_a_stalled_async_source_holds_no_worker_thread(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with vs.AsyncStore(vs.LocalFSStore(tmp_path, fsync=False), max_threads=1) as astore:
+            await astore.put("other", b"o")
+            sent = asyncio.Event()
+            release = asyncio.Event()
+
+            async def stalls() -> AsyncIterator[bytes]:
+                yield b"a" * (3 << 20)
+                sent.set()
+                await release.wait()
+                yield b"b"
+
+            put = asyncio.ensure_future(astore.put("stalled", stalls()))
+            await sent.wait()
+            # the one thread is free for others while the source is quiet
+            assert (await asyncio.wait_for(astore.stat("other"), 10)).size == 1
+            release.set()
+            assert (await put).size == (3 << 20) + 1
+
+    asyncio.run(main())
+
+
+def test_a_get_cancelled_while_opening_closes_what_it_opened() -> None:
+    store = Gate()
+    store.gate.set()
+    vs.MemoryStore.put(store, "k", b"x" * (1 << 20))
+    store.gate.clear()
+
+    async def main() -> None:
+        async with vs.AsyncStore(store) as astore:
+            opening = asyncio.ensure_future(astore.get("k"))
+            await asyncio.sleep(0.05)
+            opening.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await opening
+            store.gate.set()
+            for _ in range(100):
+                if store.opened and store.opened[0].closed:
+                    break
+                await asyncio.sleep(0.01)
+
+    asyncio.run(main())
+    assert len(store.opened) == 1
+    assert store.opened[0].closed
+
+
+def test_a_reader_still_closes_after_its_store(tmp_path: Path) -> None:
+    async def main() -> vs.AsyncObjectReader:
+        async with vs.AsyncStore(vs.LocalFSStore(tmp_path, fsync=False)) as astore:
+            await astore.put("big", b"z" * (1 << 20))
+            reader = await astore.get("big")
+            assert await reader.read(10) == b"z" * 10
+        await reader.close()
+        return reader
+
+    assert asyncio.run(main()).closed
+
+
+def test_open_async_store_reads_a_configuration(tmp_path: Path) -> None:
+    config = {"storage": {"backend": "localfs", "localfs": {"root": str(tmp_path / "root")}}}
+
+    async def main() -> bytes:
+        async with vs.open_async_store(config) as astore:
+            assert isinstance(astore.store, vs.LocalFSStore)
+            await astore.put("a/b.txt", b"hi")
+            async with astore.get("a/b.txt") as reader:
+                return await reader.read()
+
+    assert asyncio.run(main()) == b"hi"
+    assert (tmp_path / "root" / "a" / "b.txt").read_bytes() == b"hi"
+
+
+def test_bad_constructor_arguments_are_refused() -> None:
+    with pytest.raises(TypeError):
+        vs.AsyncStore("not a store")  # type: ignore[arg-type]
+    for bad in (0, -1, 1.5, None):
+        with pytest.raises(ValueError, match="max_threads"):
+            vs.AsyncStore(vs.MemoryStore(), max_threads=bad)  # type: ignore[arg-type]
+
+
+def test_import_visiona_storage_does_not_import_asyncio() -> None:
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    code = "import sys, visiona_storage; print('asyncio' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.fixture(autouse=True)
+def _no_thread_left() -> Iterator[None]:
+    before = {t.name for t in threading.enumerate()}
+    yield
+    for _ in range(100):
+        left = {t.name for t in threading.enumerate() if t.name.startswith("vs-async")} - before
+        if not left:
+            return
+        threading.Event().wait(0.05)
+    raise AssertionError(f"worker threads left running: {sorted(left)}")
+
+
+class SpyWriter(PutWriter):
+    """A `PutWriter` over another that records its calls, and whose commit can be held."""
+
+    def __init__(self, inner: PutWriter, hold: threading.Event) -> None:
+        self.inner = inner
+        self.hold = hold
+        self.calls: list[str] = []
+        self.piece_lengths: list[int] = []
+        self.busy = False
+        self.overlapped = False
+
+    def _call(self, name: str) -> None:
+        if self.busy:
+            self.overlapped = True
+        self.calls.append(name)
+
+    def write(self, data: bytes) -> None:
+        self.write_pieces([data])
+
+    def write_pieces(self, pieces: Sequence[bytes]) -> None:
+        self._call("write")
+        self.piece_lengths.append(len(pieces))
+        self.inner.write_pieces(pieces)
+
+    def commit(self) -> ObjectInfo:
+        self._call("commit")
+        self.busy = True
+        try:
+            self.hold.wait(5)
+            return self.inner.commit()
+        finally:
+            self.busy = False
+
+    def abort(self) -> None:
+        self._call("abort")
+        self.inner.abort()
+
+
+class Spied(vs.MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold = threading.Event()
+        self.hold.set()
+        self.writers: list[SpyWriter] = []
+
+    def _open_writer(
+        self, key: str, size: int, metadata: dict[str, str], content_type: str, **kw: Any
+    ) -> PutWriter:
+        writer = SpyWriter(super()._open_writer(key, size, metadata, content_type, **kw), self.hold)
+        self.writers.append(writer)
+        return writer
+
+
+async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+def test_tiny_chunks_are_gathered_not_kept_apart() -> None:
+    store = Spied()
+
+    async def one_byte_at_a_time() -> AsyncIterator[bytes]:
+        for n in range(300_000):
+            yield bytes([n % 251])
+
+    async def main() -> None:
+        async with vs.AsyncStore(store) as astore:
+            await astore.put("tiny", one_byte_at_a_time())
+            reader = await astore.get("tiny")
+            assert await reader.read() == bytes(n % 251 for n in range(300_000))
+            await reader.close()
+
+    asyncio.run(main())
+    assert max(store.writers[0].piece_lengths) == 1  # one buffer, not 300,000 objects
+
+
+def test_a_put_cancelled_while_publishing_never_aborts_during_the_commit() -> None:
+    store = Spied()
+    store.hold.clear()
+
+    async def main() -> None:
+        async with vs.AsyncStore(store) as astore:
+            put = asyncio.ensure_future(astore.put("k", _chunks(b"a" * 100, b"b")))
+            while not store.writers or "commit" not in store.writers[0].calls:
+                await asyncio.sleep(0.01)
+            put.cancel()
+            await asyncio.sleep(0.05)
+            store.hold.set()
+            with pytest.raises(asyncio.CancelledError):
+                await put
+
+    asyncio.run(main())
+    writer = store.writers[0]
+    assert writer.calls[-2:] == ["commit", "abort"]
+    assert not writer.overlapped
+
+
+def test_a_put_cancelled_while_starting_aborts_what_it_started() -> None:
+    store = Gate()
+    store.gate.set()
+    vs.MemoryStore.put(store, "k", b"x")
+    store.gate.clear()
+
+    async def main() -> None:
+        async with vs.AsyncStore(store) as astore:
+            put = asyncio.ensure_future(astore.put("k", _chunks(b"y"), if_match="*"))  # stats first
+            await asyncio.sleep(0.05)
+            put.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await put
+            store.gate.set()
+            for _ in range(100):
+                if not [t for t in threading.enumerate() if t.name == "vs-put"]:
+                    break
+                await asyncio.sleep(0.02)
+            async with astore.get("k") as reader:
+                assert await reader.read() == b"x"
+
+    asyncio.run(main())
+    assert not [t for t in threading.enumerate() if t.name == "vs-put"]  # the started put ended
+
+
+def test_close_waits_for_calls_in_flight_and_refuses_new_ones() -> None:
+    store = Gate()
+    store.gate.set()
+    vs.MemoryStore.put(store, "k", b"x")
+    store.gate.clear()
+
+    async def main() -> None:
+        astore = vs.AsyncStore(store)
+        stat = asyncio.ensure_future(astore.stat("k"))
+        await asyncio.sleep(0.05)
+        closing = asyncio.ensure_future(astore.close())
+        await asyncio.sleep(0.1)
+        assert not closing.done()
+        assert not store.closed
+        with pytest.raises(vs.StorageError, match="closed"):
+            await astore.put("new", _chunks(b"z"))
+        store.gate.set()
+        assert (await stat).size == 1
+        await closing
+        assert store.closed
+
+    asyncio.run(main())
+
+
+class HeldReader(vs.ObjectReader):
+    """A reader whose reads wait for the test, and which notes a close during a read."""
+
+    def __init__(self, info: ObjectInfo, data: bytes, gate: threading.Event) -> None:
+        super().__init__(info, len(data))
+        self.data, self.gate, self.offset = data, gate, 0
+        self.reading = False
+        self.closed_while_reading = False
+
+    def _read(self, size: int) -> bytes:
+        self.reading = True
+        try:
+            self.gate.wait(5)
+            chunk = self.data[self.offset : self.offset + size]
+            self.offset += len(chunk)
+            return chunk
+        finally:
+            self.reading = False
+
+    def _release(self) -> None:
+        self.closed_while_reading = self.reading
+
+
+class HeldReads(vs.MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.readers: list[HeldReader] = []
+
+    def _get(self, key: str, start: int, end: int | None) -> ObjectReader:
+        with super()._get(key, start, end) as whole:
+            reader = HeldReader(whole.info, whole.read(), self.gate)
+        self.readers.append(reader)
+        return reader
+
+
+def test_a_reader_closes_only_once_a_cancelled_read_ends() -> None:
+    store = HeldReads()
+    store.put("big", bytes(range(256)) * 4096)  # 1 MiB: streamed, not read while opening
+
+    async def main() -> None:
+        async with vs.AsyncStore(store) as astore:
+            reader = await astore.get("big")
+            reading = asyncio.ensure_future(reader.read(10))
+            await asyncio.sleep(0.05)
+            reading.cancel()
+            closing = asyncio.ensure_future(reader.close())
+            await asyncio.sleep(0.05)
+            assert not closing.done()
+            store.gate.set()
+            await closing
+
+    asyncio.run(main())
+    assert store.readers[0].closed
+    assert not store.readers[0].closed_while_reading
+
+
+def test_reads_from_two_tasks_take_turns() -> None:
+    data = bytes(range(256)) * 4096 * 3
+    store = HeldReads()
+    store.gate.set()
+    store.put("big", data)
+
+    async def main() -> list[bytes]:
+        async with vs.AsyncStore(store) as astore, astore.get("big") as reader:
+
+            async def drain() -> list[bytes]:
+                got = []
+                while chunk := await reader.read(65536):
+                    got.append(chunk)
+                return got
+
+            first, second = await asyncio.gather(drain(), drain())
+            return sorted(first + second, key=data.index)
+
+    assert b"".join(asyncio.run(main())) == data
