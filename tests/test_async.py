@@ -426,3 +426,19 @@ def test_reads_from_two_tasks_take_turns() -> None:
             return sorted(first + second, key=data.index)
 
     assert b"".join(asyncio.run(main())) == data
+
+
+def test_the_bytes_of_a_cancelled_read_come_with_the_next_read() -> None:
+    data = bytes(range(256)) * 4096
+    store = HeldReads()
+    store.put("big", data)
+
+    async def main() -> bytes:
+        async with vs.AsyncStore(store) as astore, astore.get("big") as reader:
+            reading = asyncio.ensure_future(reader.read(100))
+            await asyncio.sleep(0.05)
+            reading.cancel()
+            store.gate.set()
+            return await reader.read(10) + await reader.read()
+
+    assert asyncio.run(main()) == data

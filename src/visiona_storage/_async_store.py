@@ -245,10 +245,12 @@ class AsyncObjectReader:
         self._store = store
         self._reader = reader
         self._info = reader.info
-        self._ahead = ahead  # the whole range, read while opening (the reader is closed)
+        self._buffer = ahead or b""  # read and not yet returned (a small range: all of it)
         self._closed = False
         self._reading = asyncio.Lock()  # one read at a time reaches the reader
-        self._in_flight: asyncio.Future[bytes] | None = None
+        self._pending: asyncio.Future[bytes] | None = None
+        """A read running in a worker thread: started ahead by `async for`, or left by
+        a read whose task was cancelled. Its bytes are the next ones returned."""
 
     @property
     def info(self) -> ObjectInfo:
@@ -263,43 +265,60 @@ class AsyncObjectReader:
     async def read(self, size: int | None = -1) -> bytes:
         """Up to `size` bytes (all that is left if `size` is negative or None); ``b""``
         at the end. Raises `StorageError` if the backend fails mid-read, and
-        ``ValueError`` once closed. Reads from several tasks take turns; a read
-        whose task is cancelled still consumes its bytes."""
+        ``ValueError`` once closed. Reads from several tasks take turns; the bytes
+        of a read whose task was cancelled are returned by the next one."""
+        wanted = -1 if size is None or size < 0 else size
+        whole = wanted < 0
         async with self._reading:
-            await self._settled()
             if self._closed:
                 raise ValueError("I/O operation on a closed object reader")
-            ahead = self._ahead
-            if ahead is not None:
-                if size is None or size < 0 or size >= len(ahead):
-                    self._ahead = b""
-                    return ahead
-                self._ahead = ahead[size:]
-                return ahead[:size]
-            if self._reader.remaining == 0:
-                return b""
-            self._in_flight = self._store._run(self._reader.read, size)
-            return await asyncio.shield(self._in_flight)  # a cancelled read still ends first
+            if not self._buffer:
+                self._buffer = await self._next(wanted)
+            if whole and self._left():
+                self._buffer += await self._next(-1)
+            data = self._buffer
+            if not whole and wanted < len(data):
+                self._buffer = data[wanted:]
+                return data[:wanted]
+            self._buffer = b""
+            return data
 
-    async def _settled(self) -> None:
-        """Wait for a read that a cancelled task left running in a worker thread."""
-        if self._in_flight is not None:
-            await asyncio.wait([self._in_flight])
-            self._in_flight = None
+    def _left(self) -> bool:
+        return not self._reader.closed and self._reader.remaining > 0
+
+    async def _next(self, size: int) -> bytes:
+        """The next bytes of the reader: those of the pending read, else a new read's."""
+        if self._pending is None:
+            if not self._left():
+                return b""
+            self._pending = self._store._run(self._reader.read, size)
+        data = await asyncio.shield(self._pending)  # cancelled, it stays pending
+        self._pending = None
+        return data
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._chunks()
 
     async def _chunks(self) -> AsyncIterator[bytes]:
+        """Chunks of up to 1 MiB, the next one read in a worker thread while the
+        caller handles this one."""
         while chunk := await self.read(DEFAULT_CHUNK_SIZE):
+            if self._pending is None and not self._closed and not self._store._closing and self._left():
+                self._pending = self._store._run(self._reader.read, DEFAULT_CHUNK_SIZE)
             yield chunk
+
+    async def _settled(self) -> None:
+        """Wait for a read still running in a worker thread."""
+        if self._pending is not None:
+            await asyncio.wait([self._pending])
+            self._pending = None
 
     async def close(self) -> None:
         """Free the backend's handle, once a read in flight ends. Never raises; closing
         twice does nothing."""
         if not self._closed:
             self._closed = True
-            self._ahead = None
+            self._buffer = b""
             await self._settled()
             if self._reader.closed:
                 return
