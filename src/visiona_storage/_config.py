@@ -53,6 +53,11 @@ class S3Config:
     secret_key: str | None = field(default=None, repr=False)
     part_size: int = 8 << 20
     concurrency: int = 4
+    cors_origins: tuple[str, ...] = ()
+    """Origins whose pages may use the bucket's presigned URLs (`visiona-storage setup`
+    applies the CORS rule)."""
+    cors_expose_metadata: tuple[str, ...] = ()
+    """Metadata names whose ``x-amz-meta-*`` headers those pages may read."""
 
 
 MAX_WORKERS = 64
@@ -242,9 +247,9 @@ def _field_value(cls: type[Any], name: str, value: Any, where: str) -> Any:
     default = getattr(cls(), name)
     secret = name in _SECRETS
     shown = "a secret" if secret else repr(value)
-    if name == "cors_origins":
+    if name in ("cors_origins", "cors_expose_metadata"):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{where}: expected a list of origins, got {shown}")
+            raise ConfigError(f"{where}: expected a list of strings, got {shown}")
         return tuple(value)
     if name == "signing_keys":
         if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):

@@ -118,6 +118,11 @@ def _parser() -> argparse.ArgumentParser:
     presign.add_argument("--max-size", type=int, help="the most bytes a PUT may send")
     presign.set_defaults(run=_presign)
 
+    setup = commands.add_parser(
+        "setup", help="make the configured store ready (S3: create the bucket, apply its CORS rule)"
+    )
+    setup.set_defaults(run=_setup)
+
     cleanup = commands.add_parser("cleanup", help="remove what crashed writers left (localfs)")
     cleanup.set_defaults(run=_cleanup)
     return parser
@@ -320,6 +325,21 @@ def _presign(args: argparse.Namespace) -> int:
         else:
             url = store.presigned_get_url(args.key, args.ttl)
     print(url)
+    return 0
+
+
+def _setup(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    with open_store(config) as store:
+        if config.backend == "s3":
+            from .backends.s3 import S3Store  # noqa: PLC0415 - open_store has imported it
+
+            assert isinstance(store, S3Store)
+            lines = store.setup(config.s3.cors_origins, config.s3.cors_expose_metadata)
+        else:
+            origins = ", ".join(config.server.cors_origins) or "none"
+            lines = [f"localfs root {config.localfs.root}: ready", f"serve's CORS origins: {origins}"]
+    print("\n".join(lines))
     return 0
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,6 +25,7 @@ from ...driver import (
     encode_metadata_headers,
 )
 from ._errors import error_code, s3_errors
+from ._setup import set_up_bucket
 from ._upload import MultipartUpload, create_while_reading, part_size_for, parts, run_aborting
 
 log = logging.getLogger("visiona_storage.s3")
@@ -119,6 +120,27 @@ class S3Store(Store):
 
     def __repr__(self) -> str:
         return f"S3Store(bucket={self.bucket!r}, endpoint={self._where!r})"
+
+    def setup(self, cors_origins: Sequence[str] = (), expose_metadata: Sequence[str] = ()) -> list[str]:
+        """Make the bucket ready, safe to run again: create it if missing, and put in
+        place the CORS rule that lets pages on `cors_origins` GET, HEAD and PUT
+        presigned URLs and read the ETag and the ``x-amz-meta-*`` headers named in
+        `expose_metadata` (S3 exposes no other). Other CORS rules are kept. Returns
+        a line per step, saying what it did or found done.
+
+        Raises `StorageError`; where the key may not change the bucket's CORS, its
+        message holds the configuration to hand whoever administers the bucket.
+        """
+        self._check_open()
+        return set_up_bucket(
+            self._client,
+            self.bucket,
+            self.region,
+            on_aws=not self.endpoint,
+            origins=cors_origins,
+            metadata=expose_metadata,
+            errors=self._errors,
+        )
 
     def _errors(self, key: str | None, action: str) -> Any:
         return s3_errors(key=key, endpoint=self._where, bucket=self.bucket, action=action)
