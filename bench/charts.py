@@ -1,7 +1,8 @@
 """Charts of bench/results.json for docs/performance.md: one bar chart per group of
-figures, ours beside its baseline (medians, with the min-max of the runs).
+figures, ours beside its baseline (medians, with the min-max of the runs); with
+--table, the page's table of every figure instead.
 
-    .venv/bin/python bench/charts.py [--json bench/results.json] [--out docs/img]
+    .venv/bin/python bench/charts.py [--json bench/results.json] [--out docs/img] [--table]
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ GROUPS = {
     "localfs": "localfs ",
     "serve": "through serve",
     "s3": "S3 ",
+    "async": "async: ",
 }
 
 
@@ -57,14 +59,42 @@ def _chart(rows: list[dict[str, Any]], title: str, path: str) -> None:
     plt.close(fig)
 
 
+def _value(value: float, unit: str) -> str:
+    digits = 0 if value >= 100 else (1 if value >= 10 else 2)
+    number = f"{value:,.{digits}f}"
+    return f"{number} {unit}"
+
+
+def markdown_table(figures: list[dict[str, Any]]) -> str:
+    """Every figure as a row: ours and the baseline's medians, the ratio and its range."""
+    lines = [
+        "| figure | baseline | ours | baseline's | ratio (min-max) | target |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in figures:
+        ours = _value(statistics.median(row["ours"]), row["unit"])
+        theirs = _value(statistics.median(row["theirs"]), row["unit"])
+        if row["limit"] is not None:
+            ratio, target = "-", f"<= {row['limit']:g} {row['unit']}"
+        else:
+            ratio = f"{row['ratio']:.2f} ({min(row['ratios']):.2f}-{max(row['ratios']):.2f})"
+            target = "" if row["target"] is None else f">= {row['target']:g}"
+        lines.append(f"| {row['name']} | {row['baseline']} | {ours} | {theirs} | {ratio} | {target} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--json", default="bench/results.json")
     parser.add_argument("--out", default="docs/img")
+    parser.add_argument("--table", action="store_true", help="print the Markdown table instead")
     options = parser.parse_args()
     doc, rows = _rows(options.json)
+    if options.table:
+        print(markdown_table(doc["figures"]))
+        return
     os.makedirs(options.out, exist_ok=True)
     when = doc["machine"].get("date", "")
     for group, marker in GROUPS.items():
