@@ -27,11 +27,10 @@ from typing import Any
 
 import obstore
 from obstore.store import LocalStore
-from obstore.store import S3Store as ObstoreS3
 
 import visiona_storage as vs
 from _common import Figure, interleaved, table
-from s3_vs_boto3 import boto3_client, start_ceph, stop_ceph
+from s3_vs_boto3 import boto3_client, obstore_s3, start_ceph, stop_ceph
 
 MiB = 1 << 20
 CONCURRENT = 1000
@@ -200,16 +199,7 @@ def figures(runs: int = 5, mib: int = 256, folder: str | None = None) -> list[Fi
                 access_key=env["CEPH_RGW_ACCESS_KEY"],
                 secret_key=env["CEPH_RGW_SECRET_KEY"],
             ) as ours_s3:
-                theirs_s3 = ObstoreS3(
-                    "bench-async",
-                    endpoint=env["CEPH_RGW_ENDPOINT"],
-                    access_key_id=env["CEPH_RGW_ACCESS_KEY"],
-                    secret_access_key=env["CEPH_RGW_SECRET_KEY"],
-                    region="us-east-1",
-                    virtual_hosted_style_request=False,
-                    client_options={"allow_http": True},
-                )
-                found += small_figures(runs, "Ceph", ours_s3, theirs_s3)
+                found += small_figures(runs, "Ceph", ours_s3, obstore_s3(env, "bench-async"))
         finally:
             if started_here:
                 stop_ceph(os.path.join(work, "ceph"))

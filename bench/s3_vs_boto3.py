@@ -57,7 +57,8 @@ def boto3_client(env: dict[str, str]) -> Any:
     )
 
 
-def _obstore(env: dict[str, str], bucket: str) -> Any:
+def obstore_s3(env: dict[str, str], bucket: str) -> Any:
+    """obstore's S3Store on the bucket of the Ceph cluster `env` names."""
     from obstore.store import S3Store as ObstoreS3  # noqa: PLC0415 - measured in the child only
 
     return ObstoreS3(
@@ -152,7 +153,7 @@ def _transfer(mode: str, source: str, bucket: str) -> Callable[[], float | None]
     else:
         import obstore  # noqa: PLC0415
 
-        theirs = _obstore(env, bucket)
+        theirs = obstore_s3(env, bucket)
 
         def put() -> None:
             with open(source, "rb") as f:

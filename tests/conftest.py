@@ -75,3 +75,10 @@ def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tup
         vs.S3Store(bucket, endpoint=ceph.endpoint, access_key=ceph.access_key, secret_key=ceph.secret_key),
     )
     ceph.drop_bucket(bucket)
+
+
+@pytest.fixture(params=["moto", "ceph"])
+def server(request: pytest.FixtureRequest) -> S3Server:
+    """Each real S3 server in turn: moto's, then Ceph's RADOS Gateway."""
+    found: S3Server = request.getfixturevalue(request.param)
+    return found

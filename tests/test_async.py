@@ -28,6 +28,15 @@ class Gate(vs.MemoryStore):
         self.opened: list[ObjectReader] = []
         self._count = threading.Lock()
 
+    @classmethod
+    def holding(cls, key: str, data: bytes) -> Gate:
+        """A gate store with `data` at `key` already, its gate shut."""
+        store = cls()
+        store.gate.set()
+        vs.MemoryStore.put(store, key, data)
+        store.gate.clear()
+        return store
+
     def _wait(self) -> None:
         with self._count:
             self.running += 1
@@ -57,10 +66,7 @@ class Gate(vs.MemoryStore):
 
 
 def test_calls_run_in_worker_threads_while_the_loop_goes_on() -> None:
-    store = Gate()
-    store.gate.set()
-    vs.MemoryStore.put(store, "k", b"x")
-    store.gate.clear()
+    store = Gate.holding("k", b"x")
 
     async def main() -> None:
         async with vs.AsyncStore(store) as astore:
@@ -85,10 +91,7 @@ def test_calls_run_in_worker_threads_while_the_loop_goes_on() -> None:
 
 
 def test_at_most_max_threads_calls_run_at_once() -> None:
-    store = Gate()
-    store.gate.set()
-    vs.MemoryStore.put(store, "k", b"x")
-    store.gate.clear()
+    store = Gate.holding("k", b"x")
 
     async def main() -> None:
         async with vs.AsyncStore(store, max_threads=2) as astore:
@@ -126,10 +129,7 @@ def test_a_stalled_async_source_holds_no_worker_thread(tmp_path: Path) -> None:
 
 
 def test_a_get_cancelled_while_opening_closes_what_it_opened() -> None:
-    store = Gate()
-    store.gate.set()
-    vs.MemoryStore.put(store, "k", b"x" * (1 << 20))
-    store.gate.clear()
+    store = Gate.holding("k", b"x" * (1 << 20))
 
     async def main() -> None:
         async with vs.AsyncStore(store) as astore:
@@ -302,10 +302,7 @@ def test_a_put_cancelled_while_publishing_never_aborts_during_the_commit() -> No
 
 
 def test_a_put_cancelled_while_starting_aborts_what_it_started() -> None:
-    store = Gate()
-    store.gate.set()
-    vs.MemoryStore.put(store, "k", b"x")
-    store.gate.clear()
+    store = Gate.holding("k", b"x")
 
     async def main() -> None:
         async with vs.AsyncStore(store) as astore:
@@ -327,10 +324,7 @@ def test_a_put_cancelled_while_starting_aborts_what_it_started() -> None:
 
 
 def test_close_waits_for_calls_in_flight_and_refuses_new_ones() -> None:
-    store = Gate()
-    store.gate.set()
-    vs.MemoryStore.put(store, "k", b"x")
-    store.gate.clear()
+    store = Gate.holding("k", b"x")
 
     async def main() -> None:
         astore = vs.AsyncStore(store)

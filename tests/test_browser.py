@@ -65,6 +65,18 @@ async ({put, get, size}) => {
 """
 
 
+def what_the_page_should_see(info: vs.ObjectInfo) -> dict[str, Any]:
+    """The round trip's result for the object `info` describes, stored whole."""
+    return {
+        "put": 200,
+        "etag": f'"{info.etag}"',
+        "get": 200,
+        "framework": "onnx",
+        "size": SIZE,
+        "sha256": expected_sha256(),
+    }
+
+
 def expected_sha256() -> str:
     return hashlib.sha256(bytes((i * 31 + 7) & 255 for i in range(SIZE))).hexdigest()
 
@@ -148,14 +160,7 @@ def test_a_page_uploads_to_serve_and_reads_etag_and_metadata(
         get_url = store.presigned_get_url("browser/model.onnx", 300)
         seen = round_trip(browser, allowed.origin, put_url, get_url)
         info = store.stat("browser/model.onnx")
-        assert seen == {
-            "put": 200,
-            "etag": f'"{info.etag}"',
-            "get": 200,
-            "framework": "onnx",
-            "size": SIZE,
-            "sha256": expected_sha256(),
-        }
+        assert seen == what_the_page_should_see(info)
         assert info.metadata == {"framework": "onnx"}
         elsewhere = store.presigned_put_url("browser/other.bin", 300)
         refused = round_trip(browser, other.origin, elsewhere, get_url)
@@ -190,14 +195,7 @@ def test_a_page_uploads_to_ceph_after_setup(
         finally:
             page.close()
         info = store.stat("browser/model.onnx")
-        assert seen == {
-            "put": 200,
-            "etag": f'"{info.etag}"',
-            "get": 200,
-            "framework": "onnx",
-            "size": SIZE,
-            "sha256": expected_sha256(),
-        }
+        assert seen == what_the_page_should_see(info)
         elsewhere = store.presigned_put_url("browser/other.bin", 300)
         refused = round_trip(browser, other.origin, elsewhere, get_url)
         assert "Failed to fetch" in refused.get("error", ""), refused

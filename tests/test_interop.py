@@ -17,12 +17,6 @@ import visiona_storage as vs
 from servers import S3Server
 
 
-@pytest.fixture(params=["moto", "ceph"])
-def server(request: pytest.FixtureRequest) -> S3Server:
-    found: S3Server = request.getfixturevalue(request.param)
-    return found
-
-
 @pytest.fixture
 def bucket(server: S3Server) -> Iterator[str]:
     name = server.new_bucket()

@@ -28,13 +28,6 @@ def bucket(moto: S3Server) -> Iterator[str]:
     moto.drop_bucket(name)
 
 
-@pytest.fixture(params=["moto", "ceph"])
-def server(request: pytest.FixtureRequest) -> S3Server:
-    """Each real server in turn."""
-    found: S3Server = request.getfixturevalue(request.param)
-    return found
-
-
 @pytest.fixture
 def server_bucket(server: S3Server) -> Iterator[str]:
     name = server.new_bucket()

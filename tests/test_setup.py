@@ -20,12 +20,6 @@ from servers import S3Server
 ORIGIN = "http://127.0.0.1:8765"
 
 
-@pytest.fixture(params=["moto", "ceph"])
-def server(request: pytest.FixtureRequest) -> S3Server:
-    found: S3Server = request.getfixturevalue(request.param)
-    return found
-
-
 @pytest.fixture
 def bucket(server: S3Server) -> Iterator[str]:
     name = f"setup-{uuid.uuid4().hex[:12]}"  # not made yet: setup makes it
