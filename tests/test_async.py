@@ -436,3 +436,33 @@ def test_the_bytes_of_a_cancelled_read_come_with_the_next_read() -> None:
             return await reader.read(10) + await reader.read()
 
     assert asyncio.run(main()) == data
+
+
+class FailingSecondPiece(SpyWriter):
+    def write_pieces(self, pieces: Sequence[bytes]) -> None:
+        if self.calls.count("write") == 1:
+            self._call("write")
+            raise vs.StorageFullError("no room for the second piece")
+        super().write_pieces(pieces)
+
+
+def test_no_piece_is_written_after_one_fails_and_the_put_is_aborted() -> None:
+    store = Spied()
+
+    def failing(key: str, size: int, metadata: dict[str, str], content_type: str, **kw: Any) -> PutWriter:
+        inner = vs.MemoryStore._open_writer(store, key, size, metadata, content_type, **kw)
+        writer = FailingSecondPiece(inner, store.hold)
+        store.writers.append(writer)
+        return writer
+
+    store._open_writer = failing  # type: ignore[method-assign]
+
+    async def main() -> None:
+        async with vs.AsyncStore(store) as astore:
+            with pytest.raises(vs.StorageFullError):
+                await astore.put("k", _chunks(*[b"x" * (1 << 20)] * 6))
+            with pytest.raises(vs.NotFoundError):
+                await astore.stat("k")
+
+    asyncio.run(main())
+    assert store.writers[0].calls == ["write", "write", "abort"]
