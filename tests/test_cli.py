@@ -102,6 +102,8 @@ def test_presign_prints_urls(tmp_path: Path) -> None:
     ).stdout.decode()
     assert get_url.startswith("http://localhost:3001/storage/k?X-VS-Expires=")
     assert "X-VS-Max-Size=10" in put_url
+    guessed = run(tmp_path, "presign", "notes.txt", "--put").stderr.decode()
+    assert guessed == "visiona-storage: the upload must carry Content-Type: text/plain; charset=utf-8\n"
     assert run(tmp_path, "presign", "k", "--ttl", "9999999").returncode == 2
     refused = run(tmp_path, "presign", "k", "--put", "--max-size", "-1")
     assert refused.returncode == 2

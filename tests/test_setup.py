@@ -135,3 +135,21 @@ def test_setup_of_a_local_store_says_it_is_ready(tmp_path: Path) -> None:
         f"serve's CORS origins: {ORIGIN}",
     ]
     assert (tmp_path / "root").is_dir()
+
+
+def test_setup_against_an_unreachable_endpoint_is_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "storage.yaml"
+    config.write_text(
+        "storage:\n  backend: s3\n"
+        "  s3: {endpoint: 'http://127.0.0.1:1', bucket: b, access_key: a, secret_key: s}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "visiona_storage", "--config", str(config), "setup"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "no connection to http://127.0.0.1:1" in done.stderr

@@ -169,8 +169,10 @@ class AsyncStore:
             return
         self._closing = True
         try:
-            if running := list(self._calls):
+            while running := list(self._calls):
                 await asyncio.wait([asyncio.wrap_future(call) for call in running])
+                for _ in range(3):  # done-callbacks may hand over more: closing what they made
+                    await asyncio.sleep(0)
             if not self._store.closed:
                 await asyncio.get_running_loop().run_in_executor(self._pool, self._store.close)
         finally:
@@ -212,9 +214,12 @@ class AsyncStore:
     def _submit(self, call: Callable[[], object]) -> None:
         """`call` in a worker thread, not waited for; here and now once closed."""
         try:
-            self._pool.submit(call)
+            running = self._pool.submit(call)
         except RuntimeError:  # the pool is shut down
             call()
+            return
+        self._calls.add(running)  # `close` waits for it too
+        running.add_done_callback(self._calls.discard)
 
     def __repr__(self) -> str:
         return f"AsyncStore({self._store!r})"

@@ -19,6 +19,7 @@ from dataclasses import asdict, replace
 from typing import IO, TYPE_CHECKING, Any
 
 from ._config import StorageConfig, check_config, load_config, open_store
+from ._content_types import guess_content_type
 from ._errors import ConfigError, InvalidArgumentError, InvalidKeyError, StorageError
 from ._extras import require
 from ._models import DEFAULT_CHUNK_SIZE
@@ -173,7 +174,7 @@ def _serve(args: argparse.Namespace) -> int:
     print(
         f"visiona-storage: serving {store.root} at http://{host}:{port}/storage"
         f" with {workers} worker{'s' if workers > 1 else ''}, up to {limits.max_connections}"
-        f" connections each ({_cleanup_summary(cleaned)})",
+        f" connections each ({_cleanup_summary(cleaned)}); presigned URLs point at {store.base_url}",
         file=sys.stderr,
     )
     options: dict[str, Any] = {
@@ -322,6 +323,8 @@ def _presign(args: argparse.Namespace) -> int:
     with open_store(args.config) as store:
         if args.put:
             url = store.presigned_put_url(args.key, args.ttl, args.content_type, max_size=args.max_size)
+            wanted = args.content_type or guess_content_type(args.key)
+            print(f"visiona-storage: the upload must carry Content-Type: {wanted}", file=sys.stderr)
         else:
             url = store.presigned_get_url(args.key, args.ttl)
     print(url)

@@ -75,7 +75,7 @@ def translate(exc: Exception, *, key: str | None, endpoint: str, bucket: str, ac
     if isinstance(exc, ParamValidationError):
         return InvalidArgumentError(f"cannot {action} {what}: {exc}", key)
     if isinstance(exc, (BotoConnectionError, HTTPClientError, Urllib3Error)):
-        return StorageError(f"cannot {action} {what}: lost the connection to {endpoint} ({exc})", key)
+        return StorageError(f"cannot {action} {what}: no connection to {endpoint} ({exc})", key)
     if isinstance(exc, BotoCoreError):
         return StorageError(f"cannot {action} {what} at {endpoint}: {exc}", key)
     return exc

@@ -132,15 +132,16 @@ class S3Store(Store):
         message holds the configuration to hand whoever administers the bucket.
         """
         self._check_open()
-        return set_up_bucket(
-            self._client,
-            self.bucket,
-            self.region,
-            on_aws=not self.endpoint,
-            origins=cors_origins,
-            metadata=expose_metadata,
-            errors=self._errors,
-        )
+        with self._errors(None, "set up"):
+            return set_up_bucket(
+                self._client,
+                self.bucket,
+                self.region,
+                on_aws=not self.endpoint,
+                origins=cors_origins,
+                metadata=expose_metadata,
+                errors=self._errors,
+            )
 
     def _errors(self, key: str | None, action: str) -> Any:
         return s3_errors(key=key, endpoint=self._where, bucket=self.bucket, action=action)
