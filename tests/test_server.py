@@ -5,14 +5,18 @@ uvicorn on loopback with small limits."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import resource
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from attacks import path_of, serve
 from servers import LiveServer
 from visiona_storage.http import GuardedHttpProtocol, ServerLimits
 
@@ -38,9 +42,11 @@ class _App:
         if path == "/slow":
             await asyncio.sleep(1.0)
         body = b"ok"
-        if path == "/read":  # reads the whole body first, as an upload does
+        if path in ("/read", "/headers"):  # reads the whole body first, as an upload does
             while (await receive()).get("more_body", False):
                 pass
+        if path == "/headers":  # the request's header names, as the app sees them
+            body = b",".join(name for name, _ in scope["headers"])
         if path == "/whole":  # 8 MiB in one message: all of it handed over at once
             body = b"x" * (8 << 20)
         if path == "/big":
@@ -300,9 +306,59 @@ def test_too_many_header_fields_get_431(server: LiveServer) -> None:
     assert answer.startswith(b"HTTP/1.1 431 ")
 
 
+def test_trailer_fields_never_become_request_headers(server: LiveServer) -> None:
+    """Sent in one write with the head, a trailer would land in the headers the app
+    reads (uvicorn appends it to them): an upload's trailer could set metadata."""
+    with _connect(server) as sock:
+        sock.sendall(
+            b"PUT /headers HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"2\r\nhi\r\n0\r\nx-amz-meta-injected: from-trailer\r\n\r\n"
+        )
+        sock.settimeout(5)
+        answer = sock.recv(65536)
+    assert answer.startswith(OK)
+    assert answer.split(b"\r\n\r\n", 1)[1] == b"host,transfer-encoding"
+
+
 def test_a_chunked_upload_in_big_chunks_is_read_whole(server: LiveServer) -> None:
     with _connect(server) as sock:
         body = b"".join(b"%x\r\n%s\r\n" % (1024, b"x" * 1024) for _ in range(512)) + b"0\r\n\r\n"
         sock.sendall(b"PUT /read HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
         sock.settimeout(5)
         assert sock.recv(65536).startswith(OK)
+
+
+def test_a_download_cut_off_by_the_send_timeout_lets_go_of_its_file(tmp_path: Path) -> None:
+    """Cut off while its response waited to be sent, a download's stream is closed at
+    once: its reader (a file descriptor) and its last piece are not left for the
+    garbage collector."""
+    with serve(tmp_path, {"send_timeout": 1}) as served:
+        served.store.put("big.bin", os.urandom(32 << 20))
+        data_file = str(served.root / "big.bin")
+        request = (
+            f"GET {path_of(served.store.presigned_get_url('big.bin', ttl=600))} HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{served.port}\r\n\r\n"
+        ).encode()
+        clients = []
+        for _ in range(5):
+            sock = socket.create_connection(("127.0.0.1", served.port))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(request)
+            clients.append(sock)
+        time.sleep(0.5)
+        assert _open_on(served.proc.pid, data_file) == 5  # all five are sending
+        deadline = time.monotonic() + 15
+        while _open_on(served.proc.pid, data_file) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _open_on(served.proc.pid, data_file) == 0
+        for sock in clients:
+            sock.close()
+
+
+def _open_on(pid: int, path: str) -> int:
+    """How many of process `pid`'s file descriptors are open on `path`."""
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            count += os.readlink(fd) == path
+    return count

@@ -112,6 +112,10 @@ PIECE_THREADS = 4
 """Worker threads that large uploads' pieces and commits may take at once. Hashing
 and writing a piece keeps a core busy, so a few threads fill the machine, and a
 burst of large uploads leaves cores for everything else."""
+QUEUED_PIECES = 64
+"""Pieces of 1 MiB that all uploads together may hold waiting to be written or being
+written: past it, uploads wait (their clients with them, by TCP), so a flood of
+fast uploads holds about this plus the piece each is filling."""
 DOWNLOAD_THREADS = 16
 """Worker threads that downloads' reads may take at once. Small uploads, large
 uploads and downloads each have their own threads, apart from the event loop's
@@ -122,6 +126,7 @@ class _Threads(NamedTuple):
     small_puts: anyio.CapacityLimiter
     pieces: anyio.CapacityLimiter
     reads: anyio.CapacityLimiter
+    queued: anyio.Semaphore
 
 
 def create_app(
@@ -181,6 +186,7 @@ class _Endpoint:
                 anyio.CapacityLimiter(SMALL_PUT_THREADS),
                 anyio.CapacityLimiter(PIECE_THREADS),
                 anyio.CapacityLimiter(DOWNLOAD_THREADS),
+                anyio.Semaphore(QUEUED_PIECES),
             )
         return self._limiters
 
@@ -241,7 +247,7 @@ class _Endpoint:
                 return response
             assert reader is not None
             stream = _stream(reader, self._threads().reads, self._memory)
-            streaming = StreamingResponse(stream, status_code=response.status_code)
+            streaming = _ClosingStreamingResponse(stream, status_code=response.status_code)
             streaming.raw_headers = response.raw_headers
             reader = None  # the stream closes it
             return streaming
@@ -371,7 +377,7 @@ class _Endpoint:
             try:
                 async with cut_off_when_idle(self.body_timeout) as idle:
                     chunks = receive_body(receive, limit=signed.max_size, idle=idle)
-                    await push_body(chunks, writer, threads.pieces, idle)
+                    await push_body(chunks, writer, threads.pieces, idle, threads.queued)
                 info = await anyio.to_thread.run_sync(writer.commit, limiter=threads.pieces)
             except BaseException:
                 with anyio.CancelScope(shield=True):
@@ -416,6 +422,21 @@ async def _stream(
     finally:
         reader.close()
         memory.soon()
+
+
+class _ClosingStreamingResponse(StreamingResponse):
+    """A `StreamingResponse` that closes its body iterator however it ends: cut off
+    mid-send (a client that stopped reading), the iterator would otherwise keep its
+    reader (a file descriptor) and its last piece until the garbage collector ran."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            closing = getattr(self.body_iterator, "aclose", None)
+            if closing is not None:
+                with anyio.CancelScope(shield=True):
+                    await closing()
 
 
 _META_PREFIX_BYTES = META_PREFIX.encode("ascii")
@@ -510,13 +531,16 @@ def _resolve(wanted: tuple[int | None, int | None], size: int) -> tuple[int | No
 
 def _if_range_matches(if_range: str, info: ObjectInfo) -> bool:
     """Whether an ``If-Range`` validator names the object's current version: its ETag,
-    compared strongly, or exactly its ``Last-Modified`` date."""
+    compared strongly, or exactly its ``Last-Modified`` date, if that is at least a
+    second old (a date has whole seconds: two versions written within one share it,
+    so only an older one is a strong validator, RFC 9110 13.1.5)."""
     value = if_range.strip()
     if value.startswith('"'):
         return value == f'"{info.etag}"'
     if value.startswith("W/"):
         return False  # a weak validator never allows a range
-    return value == _http_date(info.last_modified)
+    settled = (datetime.now(UTC) - info.last_modified).total_seconds() >= 1
+    return settled and value == _http_date(info.last_modified)
 
 
 def _etag_matches(header: str, etag: str, *, strong: bool = False) -> bool:

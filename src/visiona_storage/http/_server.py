@@ -171,6 +171,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self._fields > MAX_HEADER_FIELDS:
             self._too_large = True
             raise _HeadTooLargeError
+        if self._in_body:
+            return  # a trailer field: ignored (RFC 9110 6.5); uvicorn would add it to the headers
         super().on_header(name, value)
 
     def on_message_complete(self) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from functools import partial
 
 import anyio
 import anyio.to_thread
@@ -137,24 +138,37 @@ async def receive_all(chunks: AsyncIterator[bytes]) -> bytes:
 
 
 async def push_body(
-    chunks: AsyncIterator[bytes], writer: PutWriter, limiter: anyio.CapacityLimiter, idle: IdleWatch
+    chunks: AsyncIterator[bytes],
+    writer: PutWriter,
+    limiter: anyio.CapacityLimiter,
+    idle: IdleWatch,
+    budget: anyio.Semaphore,
 ) -> None:
     """Hand `chunks` to `writer` in pieces of `PIECE` bytes, written in a worker thread
     (at most `limiter`'s tokens at once across uploads) while the next are received.
-    `idle` is paused while a piece waits for room in the queue and once the body has
+    Each piece waiting or being written holds one of `budget`'s tokens, shared by
+    every upload, so however many uploads come at once the pieces they hold are
+    bounded. `idle` is paused while a piece waits for room and once the body has
     all come: the client is not to blame for the server's pace.
 
     Raises the first error of the writer, else of the body; in either case no
-    write is still running when this returns or raises.
+    write is still running when this returns or raises, and pieces not yet written
+    when the body fails are dropped.
     """
     failures: list[BaseException] = []
+    abandoned: list[bool] = []
     receiving: Exception | None = None
     pieces_in, pieces_out = anyio.create_memory_object_stream[list[bytes]](AHEAD)
     async with anyio.create_task_group() as group:
-        group.start_soon(_write_all, pieces_out, writer, limiter, failures)
+        write_all = partial(_write_all, failures=failures, abandoned=abandoned, budget=budget)
+        group.start_soon(write_all, pieces_out, writer, limiter)
         try:
             async with pieces_in:
-                await _split(chunks, pieces_in, failures, idle)
+                try:
+                    await _split(chunks, pieces_in, failures, idle, budget)
+                except BaseException:
+                    abandoned.append(True)  # what is queued is not to be written
+                    raise
             idle.stop()  # all of it came: what is left is the server's writing
         except Exception as exc:  # raised below, once the writes in flight are done
             receiving = exc
@@ -169,6 +183,7 @@ async def _split(
     pieces: MemoryObjectSendStream[list[bytes]],
     failures: list[BaseException],
     idle: IdleWatch,
+    budget: anyio.Semaphore,
 ) -> None:
     gathered = PieceGatherer(PIECE)
     async for chunk in chunks:
@@ -176,28 +191,52 @@ async def _split(
         if piece is not None:
             if failures:
                 return
-            with idle.paused():
-                await pieces.send(piece)
+            await _hand_over(piece, pieces, idle, budget)
     piece = gathered.take()
     if piece:
-        with idle.paused():
+        await _hand_over(piece, pieces, idle, budget)
+
+
+async def _hand_over(
+    piece: list[bytes], pieces: MemoryObjectSendStream[list[bytes]], idle: IdleWatch, budget: anyio.Semaphore
+) -> None:
+    """Queue `piece` once the budget has room for it; `_write_all` gives the room back."""
+    with idle.paused():
+        await budget.acquire()
+        try:
             await pieces.send(piece)
+        except BaseException:
+            budget.release()
+            raise
 
 
 async def _write_all(
     pieces: MemoryObjectReceiveStream[list[bytes]],
     writer: PutWriter,
     limiter: anyio.CapacityLimiter,
+    *,
     failures: list[BaseException],
+    abandoned: list[bool],
+    budget: anyio.Semaphore,
 ) -> None:
     async with pieces:
-        async for piece in pieces:
-            if failures:
-                continue  # drop what is queued: the put has failed
-            try:
-                await anyio.to_thread.run_sync(_write_piece, writer, piece, limiter=limiter)
-            except Exception as exc:  # kept for push_body, which raises it
-                failures.append(exc)
+        try:
+            async for piece in pieces:
+                try:
+                    if failures or abandoned:
+                        continue  # drop what is queued: the put has failed
+                    await anyio.to_thread.run_sync(_write_piece, writer, piece, limiter=limiter)
+                except Exception as exc:  # kept for push_body, which raises it
+                    failures.append(exc)
+                finally:
+                    budget.release()
+        finally:  # cancelled: the pieces still queued give their room back too
+            while True:
+                try:
+                    pieces.receive_nowait()
+                except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                    break
+                budget.release()
 
 
 def _write_piece(writer: PutWriter, piece: list[bytes]) -> None:
