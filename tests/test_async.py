@@ -5,6 +5,7 @@ cancelled call leaves nothing open. Backend behaviour is in the suite."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
@@ -466,3 +467,25 @@ def test_no_piece_is_written_after_one_fails_and_the_put_is_aborted() -> None:
 
     asyncio.run(main())
     assert store.writers[0].calls == ["write", "write", "abort"]
+
+
+def test_reads_and_iteration_mix_in_order(tmp_path: Path) -> None:
+    """`async for` reads ahead, more per trip as it goes; reads between its chunks
+    and after it still return the bytes in order."""
+    data = os.urandom(20 << 20) + b"tail"
+
+    async def main() -> bytes:
+        async with vs.AsyncStore(vs.LocalFSStore(tmp_path, fsync=False)) as astore:
+            await astore.put("big", data)
+            async with astore.get("big") as reader:
+                got = [await reader.read(10)]
+                async for chunk in reader:
+                    got.append(chunk)
+                    got.append(await reader.read(3))
+                    if sum(map(len, got)) > (12 << 20):
+                        break
+                got.append(await reader.read())
+                got.append(await reader.read())
+                return b"".join(got)
+
+    assert asyncio.run(main()) == data
