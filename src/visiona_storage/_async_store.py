@@ -10,7 +10,6 @@ those of `Store`.
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Iterator, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -36,10 +35,6 @@ DEFAULT_THREADS = 16
 READ_AHEAD = 256 << 10
 """A range up to this size is read whole by the call that opens it, so a small
 get costs one trip to a worker thread, not three (open, read, close)."""
-
-READ_BATCH = 8
-"""Pieces of 1 MiB that `async for` over a reader reads in one worker-thread trip at
-most: about 9 MiB held while iterating, a trip's cost spread over 8 MiB."""
 
 LIST_PAGE = 1000
 """Listed objects fetched per trip to a worker thread."""
@@ -256,13 +251,11 @@ class AsyncObjectReader:
         self._reader = reader
         self._info = reader.info
         self._buffer = ahead or b""  # read and not yet returned (a small range: all of it)
-        self._queue: collections.deque[bytes] = collections.deque()  # read ahead, after the buffer
         self._closed = False
         self._reading = asyncio.Lock()  # one read at a time reaches the reader
-        self._pending: asyncio.Future[list[bytes]] | None = None
-        """Reads running in a worker thread: started ahead by `async for`, or left by
-        a read whose task was cancelled. Their bytes are the next ones returned."""
-        self._batch = 1  # pieces `async for` reads per trip, doubling up to READ_BATCH
+        self._pending: asyncio.Future[bytes] | None = None
+        """A read running in a worker thread: started ahead by `async for`, or left by
+        a read whose task was cancelled. Its bytes are the next ones returned."""
 
     @property
     def info(self) -> ObjectInfo:
@@ -280,64 +273,43 @@ class AsyncObjectReader:
         ``ValueError`` once closed. Reads from several tasks take turns; the bytes
         of a read whose task was cancelled are returned by the next one."""
         wanted = -1 if size is None or size < 0 else size
+        whole = wanted < 0
         async with self._reading:
             if self._closed:
                 raise ValueError("I/O operation on a closed object reader")
-            if wanted < 0:
-                return await self._read_all()
             if not self._buffer:
-                if not self._queue:
-                    self._queue.extend(await self._next(wanted))
-                if not self._queue:
-                    return b""
-                self._buffer = self._queue.popleft()
+                self._buffer = await self._next(wanted)
+            if whole and self._left():
+                self._buffer += await self._next(-1)
             data = self._buffer
-            if wanted < len(data):
+            if not whole and wanted < len(data):
                 self._buffer = data[wanted:]
                 return data[:wanted]
             self._buffer = b""
             return data
 
-    async def _read_all(self) -> bytes:
-        parts = [self._buffer, *self._queue]
-        self._buffer = b""
-        self._queue.clear()
-        if self._pending is not None:
-            parts += await self._next(-1)
-        if self._left():
-            parts += await self._next(-1)
-        return b"".join(parts)
-
     def _left(self) -> bool:
         return not self._reader.closed and self._reader.remaining > 0
 
-    async def _next(self, size: int) -> list[bytes]:
-        """The next pieces of the reader: those of the pending reads, else of a new read."""
+    async def _next(self, size: int) -> bytes:
+        """The next bytes of the reader: those of the pending read, else a new read's."""
         if self._pending is None:
             if not self._left():
-                return []
-            self._pending = self._store._run(_read_pieces, self._reader, size, 1)
-        pieces = await asyncio.shield(self._pending)  # cancelled, it stays pending
+                return b""
+            self._pending = self._store._run(self._reader.read, size)
+        data = await asyncio.shield(self._pending)  # cancelled, it stays pending
         self._pending = None
-        return pieces
+        return data
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._chunks()
 
     async def _chunks(self) -> AsyncIterator[bytes]:
-        """Chunks of up to 1 MiB. While the caller handles them, the next are read in a
-        worker thread, more per trip the longer the caller keeps up (up to
-        `READ_BATCH`), so a trip's cost is spread over several."""
+        """Chunks of up to 1 MiB, the next one read in a worker thread while the
+        caller handles this one."""
         while chunk := await self.read(DEFAULT_CHUNK_SIZE):
-            if (
-                not self._queue
-                and self._pending is None
-                and not self._closed
-                and not self._store._closing
-                and self._left()
-            ):
-                self._pending = self._store._run(_read_pieces, self._reader, DEFAULT_CHUNK_SIZE, self._batch)
-                self._batch = min(2 * self._batch, READ_BATCH)
+            if self._pending is None and not self._closed and not self._store._closing and self._left():
+                self._pending = self._store._run(self._reader.read, DEFAULT_CHUNK_SIZE)
             yield chunk
 
     async def _settled(self) -> None:
@@ -352,7 +324,6 @@ class AsyncObjectReader:
         if not self._closed:
             self._closed = True
             self._buffer = b""
-            self._queue.clear()
             await self._settled()
             if self._reader.closed:
                 return
@@ -421,18 +392,6 @@ def _open(store: Store, key: str, start: int, end: int | None) -> tuple[ObjectRe
         return reader, None
     with reader:
         return reader, reader.read()
-
-
-def _read_pieces(reader: ObjectReader, size: int, count: int) -> list[bytes]:
-    """Up to `count` reads of `size` bytes (one of all that is left for a negative
-    `size`), fewer at the end."""
-    pieces = []
-    for _ in range(count):
-        piece = reader.read(size)
-        if not piece:
-            break
-        pieces.append(piece)
-    return pieces
 
 
 def _abort_writer(writer: PutWriter) -> None:
