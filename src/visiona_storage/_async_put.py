@@ -11,7 +11,6 @@ source is asked for the next one, so what is stored is exactly what it yielded.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterable, Callable
 from typing import Any, TypeAlias
 
@@ -42,8 +41,7 @@ async def push(
     not bytes-like; `DataReadError` for an ``OSError`` the source raised; what the
     writer raises; and any other exception of the source unchanged.
     """
-    turns = _Turns(writer, run)
-    committing: asyncio.Future[Any] | None = None
+    writing: asyncio.Future[Any] | None = None
     try:
         gathered = PieceGatherer(PIECE)
         total = 0
@@ -61,73 +59,38 @@ async def push(
                 raise size_mismatch(key, size, f"more than {size}")
             piece = gathered.add(chunk)
             if piece is not None:
-                await turns.write(piece)
+                if writing is not None:
+                    await asyncio.shield(writing)
+                writing = run(_write_piece, writer, piece)
         if 0 <= size != total:
             raise size_mismatch(key, size, total)
+        if writing is not None:
+            await asyncio.shield(writing)
         piece = gathered.take()
         if piece:
-            await turns.write(piece)
-        await turns.finish()
+            writing = run(_write_piece, writer, piece)
+            await asyncio.shield(writing)
         # Each call is shielded: cancelled, the task goes on to `_abort`, which waits
-        # for the calls in their worker threads to end before aborting.
-        committing = run(writer.commit)
-        info: ObjectInfo = await asyncio.shield(committing)
+        # for the call in its worker thread to end before aborting.
+        writing = run(writer.commit)
+        info: ObjectInfo = await asyncio.shield(writing)
         return info
     except BaseException:
-        await _abort(writer, [*turns.calls, *([committing] if committing else [])], run)
+        await _abort(writer, writing, run)
         raise
 
 
-class _Turns:
-    """A put's pieces written in order, each in a worker-thread trip of its own; the
-    next one is handed over before the one before it returns, and waits in its
-    thread for that one to end, so the writer is never idle for a trip back to the
-    event loop. At most two are handed over at once; the writer takes one call at
-    a time, and none after a failed one."""
-
-    def __init__(self, writer: PutWriter, run: Run) -> None:
-        self._writer = writer
-        self._run = run
-        self.calls: list[asyncio.Future[Any]] = []  # handed over and not yet waited for
-        self._last: threading.Event | None = None
-        self._failed = False
-
-    async def write(self, piece: list[bytes]) -> None:
-        """Hand `piece` over; raise the error of an earlier piece, if any."""
-        if len(self.calls) == 2:
-            await asyncio.shield(self.calls.pop(0))
-        before, done = self._last, threading.Event()
-        self.calls.append(self._run(self._write_in_turn, piece, before, done))
-        self._last = done
-
-    async def finish(self) -> None:
-        """Wait for every piece handed over; raise the first error."""
-        while self.calls:
-            await asyncio.shield(self.calls.pop(0))
-
-    def _write_in_turn(
-        self, piece: list[bytes], before: threading.Event | None, done: threading.Event
-    ) -> None:
-        try:
-            if before is not None:
-                before.wait()
-            if self._failed:
-                return  # the earlier piece's error is the one raised
-            try:
-                self._writer.write_pieces(piece)
-            except BaseException:
-                self._failed = True
-                raise
-        finally:
-            done.set()
+def _write_piece(writer: PutWriter, piece: list[bytes]) -> None:
+    writer.write_pieces(piece)
 
 
-async def _abort(writer: PutWriter, calls: list[asyncio.Future[Any]], run: Run) -> None:
-    """Abort `writer` once the calls in flight (pieces, the commit) end: a writer
+async def _abort(writer: PutWriter, writing: asyncio.Future[Any] | None, run: Run) -> None:
+    """Abort `writer` once the call in flight (a piece, the commit) ends: a writer
     takes one call at a time. Runs to the end even if the task is cancelled meanwhile."""
 
     async def finish() -> None:
-        await asyncio.gather(*calls, return_exceptions=True)
+        if writing is not None:
+            await asyncio.gather(writing, return_exceptions=True)
         try:
             aborting = run(writer.abort)
         except StorageError:  # closed: no worker thread left, and aborting is quick
