@@ -23,6 +23,8 @@ import boto3
 import uvicorn
 from botocore.config import Config
 
+import visiona_storage as vs
+
 ROOT = Path(__file__).resolve().parent.parent
 
 FIGURES: list[str] = []
@@ -39,6 +41,16 @@ class S3Server:
     secret_key: str
     region: str = "us-east-1"
     verify: bool | str = True
+
+    def store(self, bucket: str) -> vs.S3Store:
+        """Our `S3Store` on `bucket` of this server (made or not)."""
+        return vs.S3Store(
+            bucket,
+            endpoint=self.endpoint,
+            region=self.region,
+            access_key=self.access_key,
+            secret_key=self.secret_key,
+        )
 
     def client(self) -> Any:
         return boto3.client(

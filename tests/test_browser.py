@@ -174,13 +174,7 @@ def test_a_page_uploads_to_ceph_after_setup(
 ) -> None:
     allowed, other = pages
     bucket = f"browser-{uuid.uuid4().hex[:12]}"
-    store = vs.S3Store(
-        bucket,
-        endpoint=ceph.endpoint,
-        region=ceph.region,
-        access_key=ceph.access_key,
-        secret_key=ceph.secret_key,
-    )
+    store = ceph.store(bucket)
     try:
         store.setup([allowed.origin], ["framework"])
         put_url = store.presigned_put_url("browser/model.onnx", 300, "application/octet-stream")

@@ -26,13 +26,7 @@ def bucket(server: S3Server) -> Iterator[str]:
 
 @pytest.fixture
 def store(server: S3Server, bucket: str) -> Iterator[vs.S3Store]:
-    with vs.S3Store(
-        bucket,
-        endpoint=server.endpoint,
-        region=server.region,
-        access_key=server.access_key,
-        secret_key=server.secret_key,
-    ) as store:
+    with server.store(bucket) as store:
         yield store
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-import visiona_storage as vs
 from servers import S3Server
 
 ORIGIN = "http://127.0.0.1:8765"
@@ -27,18 +26,8 @@ def bucket(server: S3Server) -> Iterator[str]:
     server.drop_bucket(name)
 
 
-def _store(server: S3Server, bucket: str) -> vs.S3Store:
-    return vs.S3Store(
-        bucket,
-        endpoint=server.endpoint,
-        region=server.region,
-        access_key=server.access_key,
-        secret_key=server.secret_key,
-    )
-
-
 def test_setup_creates_the_bucket_and_its_cors_rule_once(server: S3Server, bucket: str) -> None:
-    with _store(server, bucket) as store:
+    with server.store(bucket) as store:
         assert store.setup([ORIGIN], ["framework"]) == [
             f"bucket {bucket!r}: created",
             f"CORS for {ORIGIN}: applied",
@@ -76,7 +65,7 @@ def _request(url: str, method: str, headers: dict[str, str]) -> tuple[int, dict[
 def test_on_ceph_a_page_of_the_origin_may_put_and_read_the_metadata(ceph: S3Server) -> None:
     bucket = f"setup-{uuid.uuid4().hex[:12]}"
     try:
-        with _store(ceph, bucket) as store:
+        with ceph.store(bucket) as store:
             store.setup([ORIGIN], ["framework"])
             store.put("m.onnx", b"model", metadata={"framework": "onnx"})
             put_url = store.presigned_put_url("up.bin", 60, "application/octet-stream")
@@ -110,11 +99,10 @@ def test_the_setup_command(server: S3Server, bucket: str, tmp_path: Path) -> Non
         f"       access_key: '{server.access_key}', secret_key: '{server.secret_key}',\n"
         f"       cors_origins: ['{ORIGIN}'], cors_expose_metadata: [framework]}}\n"
     )
-    command = [sys.executable, "-m", "visiona_storage", "--config", str(config), "setup"]
-    first = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+    first = _setup_command(config)
     assert (first.returncode, first.stderr) == (0, "")
     assert first.stdout.splitlines() == [f"bucket {bucket!r}: created", f"CORS for {ORIGIN}: applied"]
-    again = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+    again = _setup_command(config)
     assert again.stdout.splitlines()[1] == f"CORS for {ORIGIN}: already in place"
 
 
@@ -123,13 +111,8 @@ def test_setup_of_a_local_store_says_it_is_ready(tmp_path: Path) -> None:
     config.write_text(
         f"storage:\n  localfs: {{root: {tmp_path / 'root'}}}\n  server: {{cors_origins: ['{ORIGIN}']}}\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "visiona_storage", "--config", str(config), "setup"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
+    done = _setup_command(config)
+    assert done.returncode == 0
     assert done.stdout.splitlines() == [
         f"localfs root {tmp_path / 'root'}: ready",
         f"serve's CORS origins: {ORIGIN}",
@@ -143,13 +126,13 @@ def test_setup_against_an_unreachable_endpoint_is_one_line(tmp_path: Path) -> No
         "storage:\n  backend: s3\n"
         "  s3: {endpoint: 'http://127.0.0.1:1', bucket: b, access_key: a, secret_key: s}\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "visiona_storage", "--config", str(config), "setup"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    done = _setup_command(config)
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1, done.stderr
     assert "no connection to http://127.0.0.1:1" in done.stderr
+
+
+def _setup_command(config: Path) -> subprocess.CompletedProcess[str]:
+    """`python -m visiona_storage --config CONFIG setup`, run to its end."""
+    command = [sys.executable, "-m", "visiona_storage", "--config", str(config), "setup"]
+    return subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)

@@ -42,6 +42,15 @@ async def push(
     writer raises; and any other exception of the source unchanged.
     """
     writing: asyncio.Future[Any] | None = None
+
+    async def hand_over(piece: list[bytes]) -> asyncio.Future[Any]:
+        """Write `piece` once the one before it is written (a writer takes one call at
+        a time); each wait is shielded, so a cancelled put goes on to `_abort`, which
+        waits for the call in its worker thread to end before aborting."""
+        if writing is not None:
+            await asyncio.shield(writing)
+        return run(writer.write_pieces, piece)
+
     try:
         gathered = PieceGatherer(PIECE)
         total = 0
@@ -59,29 +68,20 @@ async def push(
                 raise size_mismatch(key, size, f"more than {size}")
             piece = gathered.add(chunk)
             if piece is not None:
-                if writing is not None:
-                    await asyncio.shield(writing)
-                writing = run(_write_piece, writer, piece)
+                writing = await hand_over(piece)
         if 0 <= size != total:
             raise size_mismatch(key, size, total)
-        if writing is not None:
-            await asyncio.shield(writing)
         piece = gathered.take()
         if piece:
-            writing = run(_write_piece, writer, piece)
+            writing = await hand_over(piece)
+        if writing is not None:
             await asyncio.shield(writing)
-        # Each call is shielded: cancelled, the task goes on to `_abort`, which waits
-        # for the call in its worker thread to end before aborting.
         writing = run(writer.commit)
         info: ObjectInfo = await asyncio.shield(writing)
         return info
     except BaseException:
         await _abort(writer, writing, run)
         raise
-
-
-def _write_piece(writer: PutWriter, piece: list[bytes]) -> None:
-    writer.write_pieces(piece)
 
 
 async def _abort(writer: PutWriter, writing: asyncio.Future[Any] | None, run: Run) -> None:

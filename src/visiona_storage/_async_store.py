@@ -199,10 +199,7 @@ class AsyncStore:
         `StorageError` once closed."""
         if self._closing:
             raise StorageError(f"AsyncStore over {type(self._store).__name__} is closed")
-        running = self._pool.submit(call, *arguments, **keywords)
-        self._calls.add(running)  # the thread's own future: a cancelled caller's stays here
-        running.add_done_callback(self._calls.discard)
-        return asyncio.wrap_future(running)
+        return asyncio.wrap_future(self._track(self._pool.submit(call, *arguments, **keywords)))
 
     def _settle(self, done: asyncio.Future[Any], release: Callable[[Any], object]) -> None:
         """Once `done` (a call whose caller was cancelled) ends, `release` what it
@@ -214,12 +211,16 @@ class AsyncStore:
     def _submit(self, call: Callable[[], object]) -> None:
         """`call` in a worker thread, not waited for; here and now once closed."""
         try:
-            running = self._pool.submit(call)
+            self._track(self._pool.submit(call))
         except RuntimeError:  # the pool is shut down
             call()
-            return
-        self._calls.add(running)  # `close` waits for it too
+
+    def _track(self, running: concurrent.futures.Future[T]) -> concurrent.futures.Future[T]:
+        """Keep the thread's own future among the calls `close` waits for, until it
+        ends (a cancelled caller's included)."""
+        self._calls.add(running)
         running.add_done_callback(self._calls.discard)
+        return running
 
     def __repr__(self) -> str:
         return f"AsyncStore({self._store!r})"

@@ -165,10 +165,13 @@ def check_prefix(prefix: object) -> str:
     return prefix
 
 
-def prefix_can_match(prefix: str) -> bool:
-    """Whether some valid key starts with `prefix` (a checked prefix)."""
+def prefix_can_match(prefix: str, *, foreign: bool = False) -> bool:
+    """Whether some valid key starts with `prefix` (a checked prefix); with `foreign`,
+    some key `check_foreign_key` takes."""
     if prefix == "":
         return True
+    if foreign:
+        return "\x00" not in prefix
     if _CONTROL.search(prefix) or "\\" in prefix or prefix.startswith("/"):
         return False
     *complete, partial = prefix.split("/")

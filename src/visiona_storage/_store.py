@@ -133,8 +133,7 @@ class Store(abc.ABC):
         may be empty. Raises `InvalidKeyError` for a prefix that is not text.
         """
         self._check_open()
-        prefix = check_prefix(prefix)
-        if not (prefix_can_match(prefix) or (self.reads_foreign_keys and "\x00" not in prefix)):
+        if not prefix_can_match(check_prefix(prefix), foreign=self.reads_foreign_keys):
             return iter(())
         return self._list(prefix)
 

@@ -225,7 +225,7 @@ async def _write_all(
                 try:
                     if failures or abandoned:
                         continue  # drop what is queued: the put has failed
-                    await anyio.to_thread.run_sync(_write_piece, writer, piece, limiter=limiter)
+                    await anyio.to_thread.run_sync(writer.write_pieces, piece, limiter=limiter)
                 except Exception as exc:  # kept for push_body, which raises it
                     failures.append(exc)
                 finally:
@@ -238,6 +238,3 @@ async def _write_all(
                     break
                 budget.release()
 
-
-def _write_piece(writer: PutWriter, piece: list[bytes]) -> None:
-    writer.write_pieces(piece)

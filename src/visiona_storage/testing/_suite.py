@@ -28,7 +28,7 @@ from .._errors import (
     StorageError,
     UnsupportedError,
 )
-from .._keys import RESERVED_NAME, RESERVED_SUFFIXES
+from .._keys import RESERVED_NAME, RESERVED_SUFFIXES, check_foreign_key
 from .._models import ObjectInfo, ObjectReader
 from .._store import Store
 from ._async_suite import AsyncConformance
@@ -163,11 +163,12 @@ def _pattern(size: int) -> bytes:
 
 
 def _is_storable(key: object) -> bool:
-    """Whether an S3 service could hold an object at `key` (text of 1 to 1024 UTF-8 bytes)."""
+    """Whether an S3 service could hold an object at `key` (`check_foreign_key`)."""
     try:
-        return isinstance(key, str) and 0 < len(key.encode("utf-8")) <= 1024 and "\x00" not in key
-    except UnicodeEncodeError:
+        check_foreign_key(key)
+    except InvalidKeyError:
         return False
+    return True
 
 
 def _read_all(reader: ObjectReader) -> bytes:
