@@ -19,6 +19,7 @@ def test_all_is_pinned_and_sorted() -> None:
         "AsyncObjectReader",
         "AsyncPutData",
         "AsyncStore",
+        "ChecksumMismatchError",
         "CleanupReport",
         "ConfigError",
         "DataReadError",
@@ -40,6 +41,8 @@ def test_all_is_pinned_and_sorted() -> None:
         "StorageError",
         "StorageFullError",
         "Store",
+        "SyncEvent",
+        "SyncReport",
         "URLSigner",
         "UnsupportedError",
         "__version__",
@@ -48,6 +51,7 @@ def test_all_is_pinned_and_sorted() -> None:
         "load_config",
         "open_async_store",
         "open_store",
+        "sync",
     ]
     assert vs.__all__ == sorted(vs.__all__)
     for name in vs.__all__:

@@ -14,6 +14,7 @@ from ._body import PutData
 from ._config import StorageConfig, load_config, open_store
 from ._content_types import guess_content_type
 from ._errors import (
+    ChecksumMismatchError,
     ConfigError,
     DataReadError,
     InvalidArgumentError,
@@ -32,6 +33,7 @@ from ._keys import check_key
 from ._models import ObjectInfo, ObjectReader
 from ._signing import URLSigner
 from ._store import Store
+from ._sync import SyncEvent, SyncReport, sync
 from .backends.localfs import CleanupReport, LocalFSStore
 from .backends.memory import MemoryStore
 
@@ -62,6 +64,7 @@ __all__ = [
     "AsyncObjectReader",
     "AsyncPutData",
     "AsyncStore",
+    "ChecksumMismatchError",
     "CleanupReport",
     "ConfigError",
     "DataReadError",
@@ -83,6 +86,8 @@ __all__ = [
     "StorageError",
     "StorageFullError",
     "Store",
+    "SyncEvent",
+    "SyncReport",
     "URLSigner",
     "UnsupportedError",
     "__version__",
@@ -91,4 +96,5 @@ __all__ = [
     "load_config",
     "open_async_store",
     "open_store",
+    "sync",
 ]

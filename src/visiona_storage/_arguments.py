@@ -49,6 +49,10 @@ def check_metadata(metadata: Mapping[str, str] | None, key: str | None = None) -
                 key,
             )
         lowered = name.lower()
+        if lowered == RECORDED_SHA256:
+            raise InvalidArgumentError(
+                f"metadata key {name!r} is reserved: the store records the content's SHA-256 there", key
+            )
         if lowered in clean:
             raise InvalidArgumentError(f"metadata key {name!r} repeats another one, case aside", key)
         try:
@@ -61,6 +65,22 @@ def check_metadata(metadata: Mapping[str, str] | None, key: str | None = None) -
             f"metadata is {total} bytes of UTF-8, over the limit of {MAX_METADATA_BYTES}", key
         )
     return clean
+
+
+RECORDED_SHA256 = "visiona-sha256"
+"""The metadata name under which a backend without a native place for it (S3) records
+an object's SHA-256; reserved on every backend, so metadata stays portable."""
+
+_HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def check_sha256(value: str | None, key: str | None = None) -> str | None:
+    """`value` in lowercase hex, if it is a SHA-256 (64 hex digits); None stays None."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _HEX_SHA256.fullmatch(value.lower()):
+        raise InvalidArgumentError(f"sha256 must be 64 hex digits, not {value!r}", key)
+    return value.lower()
 
 
 def check_content_type(content_type: str | None, key: str | None = None) -> str | None:

@@ -75,6 +75,7 @@ class AsyncStore:
         *,
         if_match: str | None = None,
         if_none_match: str | None = None,
+        sha256: str | None = None,
     ) -> ObjectInfo:
         """`Store.put`, awaited. `data` may also be an async iterable of bytes (a
         request body, say): its chunks are written as they come, holding about
@@ -96,6 +97,7 @@ class AsyncStore:
                 content_type,
                 if_match=if_match,
                 if_none_match=if_none_match,
+                sha256=sha256,
             )
         starting = self._run(
             start_put,
@@ -106,6 +108,7 @@ class AsyncStore:
             content_type,
             if_match=if_match,
             if_none_match=if_none_match,
+            sha256=sha256,
         )
         try:
             writer = await asyncio.shield(starting)

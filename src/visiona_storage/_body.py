@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Iterable, Iterator
 from typing import IO, TypeAlias
 
-from ._errors import DataReadError, InvalidArgumentError, SizeMismatchError, StorageError
+from ._errors import (
+    ChecksumMismatchError,
+    DataReadError,
+    InvalidArgumentError,
+    SizeMismatchError,
+    StorageError,
+)
 from ._models import DEFAULT_CHUNK_SIZE
 
 BytesLike: TypeAlias = bytes | bytearray | memoryview
@@ -22,11 +29,27 @@ class Body:
     reading the data raised an ``OSError``; a backend that stops on either error
     stores nothing. `size` is the declared size, or -1 if unknown; for bytes it
     is always their length.
+
+    With `sha256` (lowercase hex) declared, the data is hashed as it is read, and
+    the read that finds its end raises `ChecksumMismatchError` instead if the
+    data hashed to anything else: a backend sees the error before it could
+    publish the object.
     """
 
-    def __init__(self, data: PutData, size: int, key: str, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+    def __init__(
+        self,
+        data: PutData,
+        size: int,
+        key: str,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        *,
+        sha256: str | None = None,
+    ) -> None:
         self.key = key
         self.chunk_size = chunk_size
+        self.sha256 = sha256
+        """The SHA-256 the data was declared to have, or None."""
+        self._digest = hashlib.sha256() if sha256 is not None else None
         self._bytes: memoryview | None = None
         self._file: IO[bytes] | None = None
         self._iterable: Iterable[BytesLike] | None = None
@@ -39,6 +62,8 @@ class Body:
                 raise self._mismatch(size, len(view))
             self._bytes = view
             size = len(view)
+            self._hash(view)
+            self._check_digest()
         elif isinstance(data, str):
             raise InvalidArgumentError("data must be bytes, not str: encode it first", key)
         elif callable(getattr(data, "read", None)):
@@ -78,12 +103,15 @@ class Body:
         assert file is not None, "read_into is for file bodies"
         want = len(buffer) if self.size < 0 else min(len(buffer), self.size - self._filled)
         got = self._read_raw(file, buffer[:want]) if want else 0
-        if got == 0 and self.size >= 0:
-            if self._filled < self.size:
-                raise self._mismatch(self.size, self._filled)
-            if file.read(1):
-                raise self._mismatch(self.size, f"more than {self.size}")
+        if got == 0:
+            if self.size >= 0:
+                if self._filled < self.size:
+                    raise self._mismatch(self.size, self._filled)
+                if file.read(1):
+                    raise self._mismatch(self.size, f"more than {self.size}")
+            self._check_digest()
         self._filled += got
+        self._hash(buffer[:got])
         return got
 
     def _read_raw(self, file: IO[bytes], view: memoryview) -> int:
@@ -125,12 +153,14 @@ class Body:
                 if not chunk:
                     break
                 total += len(chunk)
+                self._hash(chunk)
                 yield chunk
             if self.size >= 0:
                 if total < self.size:
                     raise self._mismatch(self.size, total)
                 if file.read(1):
                     raise self._mismatch(self.size, f"more than {self.size}")
+            self._check_digest()
 
     def _iter_chunks(self, chunks: Iterable[BytesLike]) -> Iterator[BytesLike]:
         total = 0
@@ -141,9 +171,24 @@ class Body:
                 if 0 <= self.size < total:
                     raise self._mismatch(self.size, f"more than {self.size}")
                 if chunk:
+                    self._hash(chunk)
                     yield chunk
             if 0 <= self.size != total:
                 raise self._mismatch(self.size, total)
+            self._check_digest()
+
+    def _hash(self, data: BytesLike) -> None:
+        if self._digest is not None:
+            self._digest.update(data)
+
+    def _check_digest(self) -> None:
+        """At the data's end: `ChecksumMismatchError` unless it hashed to `sha256`."""
+        if self._digest is not None and (actual := self._digest.hexdigest()) != self.sha256:
+            raise ChecksumMismatchError(
+                f"data for {self.key!r} has SHA-256 {actual}, not the declared {self.sha256}; "
+                f"nothing was stored",
+                self.key,
+            )
 
     def _check_chunk(self, chunk: object) -> BytesLike:
         return check_chunk(chunk, self.key)

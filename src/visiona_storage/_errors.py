@@ -8,7 +8,8 @@ sees a raw backend exception::
     ├── NotFoundError            (also FileNotFoundError)   no object at that key
     ├── InvalidKeyError          (also ValueError)          the key breaks the key rules
     ├── InvalidArgumentError     (also ValueError)          bad metadata, range, TTL, size...
-    │   └── SizeMismatchError                               the data did not match `size`
+    │   ├── SizeMismatchError                               the data did not match `size`
+    │   └── ChecksumMismatchError                           the data did not match `sha256`
     ├── PreconditionFailedError                             if_match / if_none_match failed
     ├── KeyConflictError                                    `a/b` and `a/b/c` on a filesystem
     ├── SignatureError                                      a presigned URL failed verification
@@ -56,6 +57,10 @@ class InvalidArgumentError(StorageError, ValueError):
 
 class SizeMismatchError(InvalidArgumentError):
     """The data given to `put` was shorter or longer than its declared size; nothing was stored."""
+
+
+class ChecksumMismatchError(InvalidArgumentError):
+    """The data given to `put` did not hash to its declared `sha256`; nothing was stored."""
 
 
 class PreconditionFailedError(StorageError):

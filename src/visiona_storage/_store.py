@@ -21,7 +21,7 @@ from ._errors import NotFoundError, StorageError, UnsupportedError
 from ._keys import check_foreign_key, check_key, check_prefix, prefix_can_match
 from ._models import ObjectInfo, ObjectReader
 from ._signing import URLSigner
-from ._writer import PutWriter, ThreadedPutWriter
+from ._writer import PutWriter, ThreadedPutWriter, VerifyingPutWriter
 
 DEFAULT_TTL = timedelta(minutes=15)
 
@@ -51,16 +51,20 @@ class Store(abc.ABC):
         *,
         if_match: str | None = None,
         if_none_match: str | None = None,
+        sha256: str | None = None,
     ) -> ObjectInfo:
         """Store `data` at `key`, replacing any object there, and return what `stat` would.
 
         `data` is bytes, a binary file object (read in chunks) or an iterable of
         bytes; `size` is its length, or -1 if unknown. `content_type` defaults to
         a guess from the key's extension. With ``if_none_match="*"`` the put only
-        creates; with ``if_match=etag`` it only replaces that version.
+        creates; with ``if_match=etag`` it only replaces that version. With
+        `sha256` (hex), the data must hash to it or nothing is stored, and the
+        store records it where it can (`ObjectInfo.sha256`).
 
         Raises `InvalidKeyError`, `InvalidArgumentError` (bad metadata, content
         type or size), `SizeMismatchError` (data not of `size` bytes),
+        `ChecksumMismatchError` (data not of `sha256`),
         `PreconditionFailedError`, `KeyConflictError`, `StorageFullError`, or
         `StorageError`; on any error nothing is stored and the previous version
         is intact.
@@ -74,7 +78,7 @@ class Store(abc.ABC):
             if_match=if_match,
             if_none_match=if_none_match,
         )
-        body = Body(data, put.size, put.key)
+        body = Body(data, put.size, put.key, sha256=args.check_sha256(sha256, put.key))
         return self._put(
             put.key,
             body,
@@ -209,7 +213,8 @@ class Store(abc.ABC):
         if_match: str | None,
         if_none_match: str | None,
     ) -> ObjectInfo:
-        """Store the body atomically. Must raise `SizeMismatchError` (from `body`),
+        """Store the body atomically. Must raise `SizeMismatchError` and
+        `ChecksumMismatchError` (from `body`; `body.sha256` is the declared hash),
         `PreconditionFailedError`, `KeyConflictError`, `StorageFullError` or
         `StorageError`, storing nothing. An exception raised by the caller's data
         propagates unchanged, also storing nothing."""
@@ -293,11 +298,12 @@ def start_put(
     *,
     if_match: str | None = None,
     if_none_match: str | None = None,
+    sha256: str | None = None,
 ) -> PutWriter:
     """A `PutWriter` for a put of `key` whose data the caller pushes in pieces, with
-    the arguments of `Store.put` and the same validation. Raises what `Store.put`
-    raises about its arguments, and may raise `PreconditionFailedError` or
-    `KeyConflictError` at once."""
+    the arguments of `Store.put` and the same validation (a declared `sha256` is
+    checked at `commit`). Raises what `Store.put` raises about its arguments, and
+    may raise `PreconditionFailedError` or `KeyConflictError` at once."""
     store._check_open()
     put = _PutArguments.check(
         key,
@@ -307,7 +313,8 @@ def start_put(
         if_match=if_match,
         if_none_match=if_none_match,
     )
-    return store._open_writer(
+    sha256 = args.check_sha256(sha256, put.key)
+    writer = store._open_writer(
         put.key,
         put.size,
         put.metadata,
@@ -315,6 +322,7 @@ def start_put(
         if_match=put.if_match,
         if_none_match=put.if_none_match,
     )
+    return writer if sha256 is None else VerifyingPutWriter(writer, sha256, put.key)
 
 
 class _PutArguments(NamedTuple):

@@ -10,11 +10,12 @@ of its own fed with the pieces.
 from __future__ import annotations
 
 import abc
+import hashlib
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 
-from ._errors import StorageError
+from ._errors import ChecksumMismatchError, StorageError
 from ._models import ObjectInfo
 
 
@@ -135,3 +136,38 @@ class ThreadedPutWriter(PutWriter):
         if isinstance(outcome, BaseException):
             raise outcome
         raise StorageError("the put ended without a result")
+
+
+class VerifyingPutWriter(PutWriter):
+    """A `PutWriter` that hashes what passes through it and commits only data whose
+    SHA-256 is `sha256`; any other is aborted at `commit`, which raises
+    `ChecksumMismatchError` having stored nothing."""
+
+    def __init__(self, writer: PutWriter, sha256: str, key: str) -> None:
+        self._writer = writer
+        self._sha256 = sha256
+        self._key = key
+        self._digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> None:
+        self._digest.update(data)
+        self._writer.write(data)
+
+    def write_pieces(self, pieces: Sequence[bytes]) -> None:
+        for piece in pieces:
+            self._digest.update(piece)
+        self._writer.write_pieces(pieces)
+
+    def commit(self) -> ObjectInfo:
+        actual = self._digest.hexdigest()
+        if actual != self._sha256:
+            self._writer.abort()
+            raise ChecksumMismatchError(
+                f"data for {self._key!r} has SHA-256 {actual}, not the declared {self._sha256}; "
+                f"nothing was stored",
+                self._key,
+            )
+        return self._writer.commit()
+
+    def abort(self) -> None:
+        self._writer.abort()

@@ -1,5 +1,5 @@
 """The ``visiona-storage`` command: serve the /storage endpoint, and put, get, stat,
-ls, rm, presign and clean up objects on the configured store.
+ls, rm, presign, set up, clean up and sync objects on the configured store.
 
 Exit status: 0 on success, 1 when the store refuses or fails (missing object,
 failed condition, backend error), 2 for a mistake in the command or the
@@ -23,6 +23,8 @@ from ._content_types import guess_content_type
 from ._errors import ConfigError, InvalidArgumentError, InvalidKeyError, StorageError
 from ._extras import require
 from ._models import DEFAULT_CHUNK_SIZE
+from ._sync_command import add_sync_command
+from ._sync_command import shown as _shown
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -54,8 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 DESCRIPTION = (
-    "Serve the /storage endpoint, and put, get, stat, list, delete, presign and clean up "
-    "objects on the configured store (localfs by default, or S3)."
+    "Serve the /storage endpoint, and put, get, stat, list, delete, presign, set up, clean up "
+    "and sync objects on the configured store (localfs by default, or S3)."
 )
 CONFIG_HELP = "YAML configuration (default: the environment, else localfs at ./data/storage)"
 
@@ -70,9 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     # without a default of its own, so the one before the command stands if given.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", default=argparse.SUPPRESS, help=CONFIG_HELP)
-    commands = parser.add_subparsers(
-        required=True, metavar="COMMAND", parser_class=_command_parser(common)
-    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND", parser_class=_command_parser(common))
 
     serve = commands.add_parser("serve", help="serve the /storage endpoint (localfs)")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
@@ -126,6 +126,8 @@ def _parser() -> argparse.ArgumentParser:
 
     cleanup = commands.add_parser("cleanup", help="remove what crashed writers left (localfs)")
     cleanup.set_defaults(run=_cleanup)
+
+    add_sync_command(commands)
     return parser
 
 
@@ -305,12 +307,6 @@ def _ls(args: argparse.Namespace) -> int:
             stamp = info.last_modified.strftime("%Y-%m-%d %H:%M:%S")
             print(f"{info.size:>14}  {stamp}  {_shown(info.key)}")
     return 0
-
-
-def _shown(key: str) -> str:
-    """`key` as a line shows it: quoted with escapes if it holds control characters
-    (an S3 key another client wrote could otherwise fake lines or drive the terminal)."""
-    return key if key.isprintable() else json.dumps(key, ensure_ascii=False)
 
 
 def _rm(args: argparse.Namespace) -> int:

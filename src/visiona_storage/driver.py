@@ -19,14 +19,17 @@ Optional hooks: `_presigned_url` (else `UnsupportedError`), `_close`,
 `_put` in a thread), `_get_nowait` (a read that needs no waiting), and the
 `url_signer` property (for URLs that the HTTP endpoint, not the backend, verifies).
 `encode_metadata_headers` and `decode_metadata_headers` carry any unicode
-metadata through ``x-amz-meta-*`` headers as S3 does. `MemoryStore` is the
+metadata through ``x-amz-meta-*`` headers as S3 does; a backend with no place of
+its own for an object's SHA-256 (`Body.sha256`, `ObjectInfo.sha256`) records it
+under the reserved metadata name `RECORDED_SHA256`. `MemoryStore` is the
 shortest complete backend, written with this module alone;
 `visiona_storage.testing.StoreConformance` proves a backend keeps the contract.
 """
 
-from ._arguments import check_precondition
+from ._arguments import MAX_METADATA_BYTES, RECORDED_SHA256, check_precondition, check_sha256
 from ._body import Body, BytesLike, PutData
 from ._errors import (
+    ChecksumMismatchError,
     ConfigError,
     DataReadError,
     InvalidArgumentError,
@@ -52,8 +55,11 @@ from ._writer import PutWriter, ThreadedPutWriter
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "MAX_METADATA_BYTES",
+    "RECORDED_SHA256",
     "Body",
     "BytesLike",
+    "ChecksumMismatchError",
     "ConfigError",
     "DataReadError",
     "InvalidArgumentError",
@@ -75,6 +81,7 @@ __all__ = [
     "URLSigner",
     "UnsupportedError",
     "check_precondition",
+    "check_sha256",
     "decode_metadata_headers",
     "decode_metadata_value",
     "encode_metadata_headers",

@@ -55,6 +55,7 @@ class MemoryStore(Store):
                 last_modified=datetime.now(UTC),
                 etag=digest.hexdigest(),
                 metadata=dict(metadata),
+                sha256=digest.hexdigest(),
             )
             self._objects[key] = _Object(info, data)
         return _copy(info)

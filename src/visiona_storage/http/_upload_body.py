@@ -237,4 +237,3 @@ async def _write_all(
                 except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
                     break
                 budget.release()
-

@@ -14,6 +14,7 @@ import pytest
 
 from .._async_store import AsyncStore
 from .._errors import (
+    ChecksumMismatchError,
     DataReadError,
     InvalidArgumentError,
     InvalidKeyError,
@@ -128,6 +129,29 @@ class AsyncConformance:
             assert await astore.stat("sized/old") == old
             with pytest.raises(NotFoundError):
                 await astore.stat("sized/new")
+
+        _run(test, store)
+
+    @pytest.mark.parametrize("source", ["async", "bytes"])
+    def test_async_put_checks_a_declared_sha256(self, store: Store, source: str) -> None:
+        data = _pattern(3 * 65536 + 7)
+        good = hashlib.sha256(data).hexdigest()
+        wrong = hashlib.sha256(data + b"!").hexdigest()
+
+        def body() -> Any:
+            if source == "bytes":
+                return data
+            return _chunks(*(data[i : i + 65536] for i in range(0, len(data), 65536)))
+
+        async def test(astore: AsyncStore) -> None:
+            await astore.put("hashed", b"old", metadata={"v": "old"})
+            with pytest.raises(ChecksumMismatchError):
+                await astore.put("hashed", body(), metadata={"v": "new"}, sha256=wrong)
+            assert await _read(astore, "hashed") == b"old"
+            assert (await astore.stat("hashed")).metadata == {"v": "old"}
+            info = await astore.put("hashed", body(), sha256=good)
+            assert info.size == len(data)
+            assert await _read(astore, "hashed") == data
 
         _run(test, store)
 
@@ -296,9 +320,7 @@ class AsyncConformance:
             get_url = await astore.presigned_get_url("p/get.bin", 60)
             put_url = await astore.presigned_put_url("p/put.bin", 60, "application/octet-stream")
             assert http_request("GET", get_url) == (200, b"presigned")
-            uploaded = http_request(
-                "PUT", put_url, b"uploaded", {"Content-Type": "application/octet-stream"}
-            )
+            uploaded = http_request("PUT", put_url, b"uploaded", {"Content-Type": "application/octet-stream"})
             assert uploaded[0] == 200, uploaded
             assert await _read(astore, "p/put.bin") == b"uploaded"
 

@@ -18,6 +18,7 @@ import pytest
 
 from .._arguments import MAX_METADATA_BYTES
 from .._errors import (
+    ChecksumMismatchError,
     DataReadError,
     InvalidArgumentError,
     InvalidKeyError,
@@ -178,10 +179,10 @@ def _read_all(reader: ObjectReader) -> bytes:
 
 class StoreConformance(AsyncConformance):
     """Mix into a ``Test...`` class that provides a ``store`` fixture (a fresh empty store).
-It checks the `AsyncStore` API over the same store too.
+    It checks the `AsyncStore` API over the same store too.
 
-    Capability flags: set one to ``False`` where the backend lacks it, and the
-    tests that need it are skipped with a reason saying so.
+        Capability flags: set one to ``False`` where the backend lacks it, and the
+        tests that need it are skipped with a reason saying so.
     """
 
     supports_presigned_urls: ClassVar[bool] = True
@@ -481,6 +482,61 @@ It checks the `AsyncStore` API over the same store too.
         assert isinstance(caught.value, StorageError)
         assert _read_all(store.get("sized")) == b"old version"
         assert store.stat("sized").metadata == {"v": "old"}
+
+    # Declared SHA-256.
+
+    @pytest.mark.parametrize("kind", ["bytes", "file", "iterable", "large-file", "large-stream"])
+    def test_data_not_matching_its_sha256_stores_nothing(self, store: Store, kind: str) -> None:
+        store.put("hashed", b"old version", metadata={"v": "old"})
+        large = kind.startswith("large")
+        data = _pattern(self.large_object_size + 12345 if large else 6)
+        wrong = _sha(data[:-1] + b"!")
+        body: Any = {
+            "bytes": data,
+            "file": io.BytesIO(data),
+            "iterable": iter([data[:3], data[3:]]),
+            "large-file": io.BytesIO(data),
+            "large-stream": (data[i : i + MiB] for i in range(0, len(data), MiB)),
+        }[kind]
+        with pytest.raises(ChecksumMismatchError) as caught:
+            store.put("hashed", body, metadata={"v": "new"}, sha256=wrong)
+        assert isinstance(caught.value, InvalidArgumentError)
+        assert caught.value.key == "hashed"
+        assert _read_all(store.get("hashed")) == b"old version"
+        assert store.stat("hashed").metadata == {"v": "old"}
+        with pytest.raises(ChecksumMismatchError):
+            store.put("fresh.bin", iter([data]), sha256=wrong)
+        assert [info.key for info in store.list()] == ["hashed"]
+
+    @pytest.mark.parametrize("large", [False, True], ids=["small", "large"])
+    def test_data_matching_its_sha256_is_stored_with_it(self, store: Store, large: bool) -> None:
+        data = _pattern(self.large_object_size + 12345 if large else 1000)
+        digest = _sha(data)
+        info = store.put("hashed.bin", io.BytesIO(data), sha256=digest.upper(), metadata={"a": "b"})
+        assert info.sha256 == digest
+        assert store.stat("hashed.bin") == info
+        assert info.metadata == {"a": "b"}
+        with store.get("hashed.bin") as reader:
+            assert reader.info.sha256 == digest
+            assert _sha(reader.read()) == digest
+
+    def test_a_recorded_sha256_is_the_contents(self, store: Store) -> None:
+        info = store.put("small.bin", b"some bytes")
+        assert info.sha256 in (None, _sha(b"some bytes"))
+        assert store.stat("small.bin").sha256 == info.sha256
+        for listed in store.list():
+            assert listed.sha256 in (None, info.sha256)
+
+    @pytest.mark.parametrize("sha256", ["", "abc", "g" * 64, "0" * 63, 5], ids=repr)
+    def test_bad_sha256_is_rejected(self, store: Store, sha256: Any) -> None:
+        with pytest.raises(InvalidArgumentError):
+            store.put("k", b"data", sha256=sha256)
+        assert list(store.list()) == []
+
+    def test_the_recorded_sha256_name_is_not_user_metadata(self, store: Store) -> None:
+        with pytest.raises(InvalidArgumentError):
+            store.put("k", b"data", metadata={"Visiona-SHA256": "0" * 64})
+        assert list(store.list()) == []
 
     def test_size_mismatch_on_a_new_key_leaves_no_object(self, store: Store) -> None:
         with pytest.raises(SizeMismatchError):

@@ -227,6 +227,7 @@ class Committing(Reading):
                 os.close(dir_fd)
             tree.prune_empty_folders(self._root_fd, folder, key)
 
+
 class _LocalWriter(PutWriter):
     """A put of a local store fed piece by piece: each piece is hashed and written
     to the temp file as it comes; `commit` publishes it as `put` does."""
@@ -306,5 +307,3 @@ def _has_entries(dir_fd: int, name: str) -> bool:
             return any(True for _ in scan)
     finally:
         os.close(fd)
-
-

@@ -56,7 +56,6 @@ class LocalRoot:
             tree.fsync_folder(dir_fd)
 
 
-
 class PutPlan(NamedTuple):
     """What a put stores besides its data, and on which condition."""
 
@@ -71,7 +70,6 @@ def split_key(key: str) -> tuple[str, str]:
     """``"a/b/c"`` -> (``"a/b"``, ``"c"``); ``"c"`` -> (``""``, ``"c"``)."""
     folder, _, name = key.rpartition("/")
     return folder, name
-
 
 
 def info_of(key: str, version: sidecar.Version, st: os.stat_result) -> ObjectInfo:
@@ -91,6 +89,7 @@ def describe(
         last_modified=EPOCH + timedelta(0, 0, st.st_mtime_ns // 1000),  # days, seconds, microseconds
         etag=etag,
         metadata=metadata,
+        sha256=etag,
     )
 
 

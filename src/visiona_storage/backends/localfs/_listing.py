@@ -103,6 +103,7 @@ class Listing(Reading):
             return None
         return info_of(key, version, st)
 
+
 def _sorted_entries(dir_fd: int, prefix: str, start: str) -> list[tuple[str, bool]]:
     """The folder's objects and subfolders as (name, is_folder), in S3 key order.
 
@@ -131,5 +132,3 @@ def _sorted_entries(dir_fd: int, prefix: str, start: str) -> list[tuple[str, boo
                 found.append((order, name, is_dir))
     found.sort()
     return [(name, is_dir) for _, name, is_dir in found]
-
-

@@ -299,5 +299,3 @@ def _adopt(fd: int, st: os.stat_result, key: str) -> sidecar.Version:
         digest.update(chunk)
         offset += len(chunk)
     return sidecar.Version(sidecar.FileIdentity.of(st), digest.hexdigest(), guess_content_type(key), {})
-
-

@@ -112,5 +112,3 @@ class LocalFSStore(Committing, Listing, Store):
     def _close(self) -> None:
         self._reclaimer.drain()  # the space of replaced and deleted objects is back
         os.close(self._root_fd)
-
-

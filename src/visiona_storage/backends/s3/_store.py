@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -13,14 +14,18 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ...driver import (
+    MAX_METADATA_BYTES,
+    RECORDED_SHA256,
     Body,
     ConfigError,
+    InvalidArgumentError,
     NotFoundError,
     ObjectInfo,
     ObjectReader,
     PreconditionFailedError,
     Store,
     UnsupportedError,
+    check_sha256,
     decode_metadata_headers,
     encode_metadata_headers,
 )
@@ -171,6 +176,7 @@ class S3Store(Store):
                 known_multipart = body.size > part_size and (not conditions or self.multipart_conditions)
                 first = None if known_multipart else next(pieces)
                 if first is not None and len(first) < part_size:
+                    _record_sha256(headers, metadata, body.sha256 or hashlib.sha256(first).hexdigest())
                     response = self._client.put_object(
                         Bucket=self.bucket, Key=key, Body=first, **headers, **conditions
                     )
@@ -183,6 +189,8 @@ class S3Store(Store):
                         key,
                     )
                 else:
+                    if body.sha256 is not None:
+                        _record_sha256(headers, metadata, body.sha256)
                     response, size = self._put_multipart(key, first, pieces, headers, conditions)
             except ClientError as exc:
                 if if_match is not None and error_code(exc)[1] == 404:
@@ -271,6 +279,7 @@ class S3Store(Store):
 
     def _info(self, key: str, response: Mapping[str, Any]) -> ObjectInfo:
         size = int(response["ContentLength"])
+        metadata = decode_metadata_headers(response.get("Metadata") or {})
         content_range = response.get("ContentRange")
         if content_range:
             size = int(str(content_range).rsplit("/", 1)[1])
@@ -280,7 +289,8 @@ class S3Store(Store):
             content_type=str(response.get("ContentType") or ""),
             last_modified=_utc(response["LastModified"]),
             etag=str(response.get("ETag") or "").strip('"'),
-            metadata=decode_metadata_headers(response.get("Metadata") or {}),
+            metadata=metadata,
+            sha256=_recorded_sha256(metadata),
         )
 
     # delete, list
@@ -349,6 +359,23 @@ class _S3Reader(ObjectReader):
     def _release(self) -> None:
         if self._body is not None:
             self._body.close()
+
+
+def _record_sha256(headers: dict[str, Any], metadata: dict[str, str], sha256: str) -> None:
+    """Record `sha256` among the upload's metadata headers, where S3's 2 KB of user
+    metadata leaves room for it (else the object goes without)."""
+    used = sum(len(name) + len(value.encode()) for name, value in metadata.items())
+    if used + len(RECORDED_SHA256) + len(sha256) <= MAX_METADATA_BYTES:
+        headers["Metadata"] = {**headers["Metadata"], RECORDED_SHA256: sha256}
+
+
+def _recorded_sha256(metadata: dict[str, str]) -> str | None:
+    """Take the recorded SHA-256 out of `metadata`, if a well-formed one is there."""
+    value = metadata.pop(RECORDED_SHA256, None)
+    try:
+        return check_sha256(value)
+    except InvalidArgumentError:
+        return None
 
 
 def _conditions(if_match: str | None, if_none_match: str | None) -> dict[str, str]:

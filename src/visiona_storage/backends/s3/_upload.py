@@ -30,11 +30,16 @@ def parts(body: Body, part_size: int) -> Iterator[bytearray]:
 
 def _file_parts(body: Body, part_size: int) -> Iterator[bytearray]:
     first = True
+    done = 0
     while True:
-        part = bytearray(part_size)
+        # A body of known size needs no buffer bigger than what is left of it, plus
+        # the byte that shows it ends there (a 1 MiB put does not take 8 MiB).
+        capacity = part_size if body.size < 0 else min(part_size, body.size - done + 1)
+        part = bytearray(capacity)
         with memoryview(part) as view:
             filled = body.read_into(view)
-        if filled < part_size:
+        done += filled
+        if filled < capacity:
             del part[filled:]
             if filled or first:
                 yield part

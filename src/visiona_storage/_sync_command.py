@@ -1,0 +1,135 @@
+"""``visiona-storage sync``: the command over `visiona_storage.sync`.
+
+``--from`` and ``--to`` each name a backend of the configuration (``localfs``,
+``s3``) or the path of another configuration file. Output: with ``--dry-run``,
+one line per object that would be copied or deleted; a summary line; one line on
+stderr per key that failed (then the exit status is 1); on a terminal, a
+progress line on stderr while it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from dataclasses import replace
+from typing import TextIO
+
+from ._config import StorageConfig, check_config, load_config, open_store
+from ._errors import ConfigError
+from ._store import Store
+from ._sync import DEFAULT_WORKERS, SyncEvent, SyncReport, sync
+
+BACKENDS = ("localfs", "s3")
+
+
+def add_sync_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``sync`` among the command line's subcommands."""
+    parser = commands.add_parser(
+        "sync",
+        help="copy to DST what SRC holds (verified, skipping what DST already has); --delete the rest",
+    )
+    where = "localfs, s3 (from the configuration), or another configuration file"
+    parser.add_argument("--from", dest="source", required=True, metavar="SRC", help=where)
+    parser.add_argument("--to", dest="target", required=True, metavar="DST", help=where)
+    parser.add_argument("--prefix", default="", help="only keys that start with this")
+    parser.add_argument(
+        "--delete", action="store_true", help="delete objects under the prefix that SRC does not have"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print what would be done; change nothing")
+    parser.add_argument(
+        "--workers", type=int, default=DEFAULT_WORKERS, help=f"parallel transfers (default {DEFAULT_WORKERS})"
+    )
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a progress line (default: on a terminal)",
+    )
+    parser.set_defaults(run=run_sync)
+
+
+def run_sync(args: argparse.Namespace) -> int:
+    """Run ``sync`` as `args` say; the exit status."""
+    if args.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    config = load_config(args.config)
+    show = args.progress if args.progress is not None else sys.stderr.isatty()
+    with open_named(config, args.source, "--from") as src, open_named(config, args.target, "--to") as dst:
+        output = _Output(sys.stdout, sys.stderr if show else None, dry_run=args.dry_run)
+        report = sync(
+            src,
+            dst,
+            args.prefix,
+            delete=args.delete,
+            dry_run=args.dry_run,
+            workers=args.workers,
+            progress=output.event,
+        )
+        output.finish(report)
+    return 0 if report.ok else 1
+
+
+def open_named(config: StorageConfig, name: str, option: str) -> Store:
+    """The store `name` means: a backend of `config`, or the one another
+    configuration file describes. Raises `ConfigError`."""
+    if name in BACKENDS:
+        return open_store(check_config(replace(config, backend=name)))
+    try:
+        return open_store(load_config(name))
+    except ConfigError as exc:
+        raise ConfigError(f"{option} {name!r}: not one of {', '.join(BACKENDS)}; {exc}") from None
+
+
+class _Output:
+    """What ``sync`` prints as keys are settled (called one event at a time)."""
+
+    def __init__(self, out: TextIO, progress: TextIO | None, *, dry_run: bool) -> None:
+        self.out = out
+        self.progress = progress
+        self.dry_run = dry_run
+        self.report = SyncReport(dry_run=dry_run)
+        self.started = time.monotonic()
+        self._drawn = 0.0
+        self._lock = threading.Lock()
+
+    def event(self, event: SyncEvent) -> None:
+        with self._lock:
+            self.report._add(event)
+            if self.dry_run and event.action in ("copy", "delete"):
+                self._clear()
+                print(f"would {event.action} {shown(event.key)}", file=self.out)
+            if event.action == "fail":
+                self._clear()
+                print(f"visiona-storage: failed: {shown(event.key)}: {event.error}", file=sys.stderr)
+            now = time.monotonic()
+            if self.progress is not None and now - self._drawn >= 0.1:
+                self._drawn = now
+                self.progress.write(f"\r{self._summary(now)}")
+                self.progress.flush()
+
+    def finish(self, report: SyncReport) -> None:
+        self._clear()
+        print(self._summary(time.monotonic(), report), file=self.out)
+
+    def _summary(self, now: float, report: SyncReport | None = None) -> str:
+        r = report or self.report
+        verb = "would copy" if self.dry_run else "copied"
+        gone = "would delete" if self.dry_run else "deleted"
+        return (
+            f"{verb} {r.copied} ({r.bytes_copied / (1 << 20):.1f} MiB), skipped {r.skipped}, "
+            f"{gone} {r.deleted}, failed {r.failed} in {now - self.started:.1f} s"
+        )
+
+    def _clear(self) -> None:
+        if self.progress is not None and self._drawn:
+            self.progress.write("\r\x1b[K")
+            self.progress.flush()
+
+
+def shown(key: str) -> str:
+    """`key` as a line shows it: quoted with escapes if it holds control characters
+    (an S3 key another client wrote could otherwise fake lines or drive the terminal)."""
+    return key if key.isprintable() else json.dumps(key, ensure_ascii=False)

@@ -1,0 +1,399 @@
+"""`vs.sync` and ``visiona-storage sync``: between localfs, moto and Ceph, both ways,
+with the skip rule (a content hash, never size and time), conditional writes, failed
+keys, ``--delete`` and ``--dry-run``."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import visiona_storage as vs
+from servers import S3Server
+from visiona_storage.cli import main
+from visiona_storage.driver import Body, ObjectInfo, ObjectReader, Store
+
+MiB = 1 << 20
+
+UNICODE_META = {"framework": "模型 onnx", "note": "café =?utf-8?q?x?= ä"}
+
+
+def _objects() -> dict[str, bytes]:
+    return {
+        "models/u1/yolov5.nef": b"weights" * 1000,
+        "models/u1/模型 v2.onnx": os.urandom(3000),
+        "models/u2/empty.bin": b"",
+        "top.json": b'{"a": 1}',
+        "z/deep/er/still/x": b"x",
+    }
+
+
+def _fill(store: Store, objects: dict[str, bytes]) -> None:
+    for key, data in objects.items():
+        store.put(key, data, metadata=UNICODE_META if key.endswith(".onnx") else None)
+
+
+def _contents(store: Store, prefix: str = "") -> dict[str, tuple[bytes, str, dict[str, str]]]:
+    found = {}
+    for listed in store.list(prefix):
+        with store.get(listed.key) as reader:
+            found[listed.key] = (reader.read(), reader.info.content_type, reader.info.metadata)
+    return found
+
+
+@pytest.fixture(params=["memory", "localfs", "moto", "ceph"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
+    """A factory of fresh empty stores of one backend."""
+    made: list[Store] = []
+    buckets: list[str] = []
+    server: S3Server | None = None
+    if request.param in ("moto", "ceph"):
+        server = request.getfixturevalue(request.param)
+
+    def make() -> Store:
+        store: Store
+        if request.param == "memory":
+            store = vs.MemoryStore()
+        elif request.param == "localfs":
+            store = vs.LocalFSStore(tmp_path / f"root{len(made)}", fsync=False)
+        else:
+            assert server is not None
+            buckets.append(server.new_bucket())
+            store = server.store(buckets[-1])
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()
+    for bucket in buckets:
+        assert server is not None
+        server.drop_bucket(bucket)
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> Iterator[Store]:
+    with vs.LocalFSStore(tmp_path / "local", fsync=False) as store:
+        yield store
+
+
+# Both ways between each backend and localfs, and within each backend.
+
+
+@pytest.mark.parametrize("direction", ["to", "from", "within"])
+def test_sync_copies_bytes_type_and_metadata_then_skips_them(
+    backend: Callable[[], Store], local: Store, direction: str
+) -> None:
+    other = backend()
+    src, dst = {"to": (local, other), "from": (other, local), "within": (other, backend())}[direction]
+    objects = _objects()
+    _fill(src, objects)
+    src.put("models/u1/custom.bin", b"typed", content_type="text/plain; charset=utf-8")
+
+    report = vs.sync(src, dst)
+    assert (report.copied, report.skipped, report.deleted, report.failed) == (6, 0, 0, 0)
+    assert report.bytes_copied == sum(map(len, objects.values())) + 5
+    assert _contents(dst) == _contents(src)
+    assert dst.stat("models/u1/模型 v2.onnx").metadata == UNICODE_META
+
+    again = vs.sync(src, dst)
+    assert (again.copied, again.skipped, again.failed) == (0, 6, 0)
+
+
+def test_sync_of_a_large_object_to_and_from_s3(server: S3Server, local: Store, tmp_path: Path) -> None:
+    """Past a part (a multipart upload; Ceph and moto do not enforce conditions on
+    those, so the destination is checked just before the put instead)."""
+    bucket = server.new_bucket()
+    try:
+        with server.store(bucket) as s3, vs.LocalFSStore(tmp_path / "back", fsync=False) as back:
+            data = os.urandom(12 * MiB + 3)
+            local.put("big/model.onnx", data, metadata={"framework": "onnx"})
+            s3.put("big/model.onnx", b"an older, smaller version")
+            report = vs.sync(local, s3)
+            assert (report.copied, report.failed) == (1, 0), report.failures
+            info = s3.stat("big/model.onnx")
+            assert info.sha256 == hashlib.sha256(data).hexdigest()
+            assert info.metadata == {"framework": "onnx"}
+            assert vs.sync(local, s3).skipped == 1
+            assert vs.sync(s3, back).copied == 1
+            assert back.stat("big/model.onnx").etag == hashlib.sha256(data).hexdigest()
+    finally:
+        server.drop_bucket(bucket)
+
+
+# The skip rule: a content hash, never size and time alone.
+
+
+def test_same_size_other_bytes_at_the_destination_are_recopied(local: Store, tmp_path: Path) -> None:
+    with vs.LocalFSStore(tmp_path / "dst", fsync=False) as dst:
+        local.put("k", b"right bytes")
+        dst.put("k", b"wrong bytes")
+        assert vs.sync(local, dst).copied == 1
+        assert dst.get("k").read() == b"right bytes"
+
+
+def test_an_s3_object_without_a_recorded_hash_is_hashed_by_reading(moto: S3Server, local: Store) -> None:
+    """Objects other clients wrote carry no SHA-256: same size with other bytes is
+    recopied, and the same bytes are skipped."""
+    bucket = moto.new_bucket()
+    try:
+        client = moto.client()
+        client.put_object(
+            Bucket=bucket, Key="same", Body=b"same bytes", ContentType="application/octet-stream"
+        )
+        client.put_object(
+            Bucket=bucket, Key="other", Body=b"XXXXXXXXXX", ContentType="application/octet-stream"
+        )
+        local.put("same", b"same bytes")
+        local.put("other", b"other byte")
+        with moto.store(bucket) as s3:
+            assert s3.stat("same").sha256 is None
+            report = vs.sync(local, s3)
+            assert (report.copied, report.skipped) == (1, 1)
+            assert s3.get("other").read() == b"other byte"
+            assert s3.stat("other").sha256 == hashlib.sha256(b"other byte").hexdigest()
+            back = vs.sync(s3, local)
+            assert (back.copied, back.skipped) == (0, 2)
+    finally:
+        moto.drop_bucket(bucket)
+
+
+def test_changed_metadata_or_type_alone_is_copied(local: Store, tmp_path: Path) -> None:
+    with vs.LocalFSStore(tmp_path / "dst", fsync=False) as dst:
+        local.put("a", b"data", metadata={"v": "1"})
+        local.put("b", b"data", content_type="text/plain")
+        assert vs.sync(local, dst).copied == 2
+        local.put("a", b"data", metadata={"v": "2"})
+        local.put("b", b"data", content_type="text/csv")
+        report = vs.sync(local, dst)
+        assert (report.copied, report.skipped) == (2, 0)
+        assert dst.stat("a").metadata == {"v": "2"}
+        assert dst.stat("b").content_type == "text/csv"
+
+
+# Concurrent writers: conditional writes, and a source that changes.
+
+
+class _Busy(Store):
+    """A store used by someone else as well: as its listing reads a key,
+    `meanwhile(key)` runs (another writer's put, say), so the listing is already
+    out of date when the key is handed out."""
+
+    def __init__(self, inner: Store, meanwhile: Callable[[str], None]) -> None:
+        self.inner = inner
+        self.meanwhile = meanwhile
+
+    def _put(
+        self, key: str, body: Body, metadata: dict[str, str], content_type: str, **kw: Any
+    ) -> ObjectInfo:
+        return self.inner.put(key, body, body.size, metadata, content_type, sha256=body.sha256, **kw)
+
+    def _get(self, key: str, start: int, end: int | None) -> ObjectReader:
+        return self.inner.get(key, start, end)
+
+    def _stat(self, key: str) -> ObjectInfo:
+        return self.inner.stat(key)
+
+    def _delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+    def _list(self, prefix: str) -> Iterator[ObjectInfo]:
+        for info in self.inner.list(prefix):
+            self.meanwhile(info.key)
+            yield info
+
+
+def test_an_object_another_writer_replaces_at_the_destination_is_left_alone(
+    local: Store, tmp_path: Path
+) -> None:
+    with vs.LocalFSStore(tmp_path / "dst", fsync=False) as inner:
+        local.put("k", b"source version")
+        local.put("new", b"source version of new")
+        inner.put("k", b"old destination version")
+
+        def another_writer(key: str) -> None:
+            if key == "k":
+                inner.put("k", b"the other writer's newer version")
+                inner.put("new", b"the other writer created it")
+
+        report = vs.sync(local, _Busy(inner, another_writer))
+        assert report.failed == 2
+        assert {f.key for f in report.failures} == {"k", "new"}
+        assert all("changed at the destination" in f.error for f in report.failures)
+        assert inner.get("k").read() == b"the other writer's newer version"
+        assert inner.get("new").read() == b"the other writer created it"
+
+
+def test_an_object_replaced_at_the_source_during_the_sync_is_not_copied_half(
+    local: Store, tmp_path: Path
+) -> None:
+    with vs.LocalFSStore(tmp_path / "dst", fsync=False) as dst:
+        local.put("k", b"first version")
+
+        def replaced(key: str) -> None:
+            local.put(key, b"second version, longer")
+
+        report = vs.sync(_Busy(local, replaced), dst)
+        assert report.failed == 1
+        assert "changed at the source" in report.failures[0].error
+        assert list(dst.list()) == []
+        assert vs.sync(local, dst).copied == 1
+        assert dst.get("k").read() == b"second version, longer"
+
+
+def test_delete_leaves_an_object_another_writer_replaced(local: Store, tmp_path: Path) -> None:
+    with vs.LocalFSStore(tmp_path / "dst", fsync=False) as inner:
+        inner.put("gone-at-source", b"v1")
+
+        def another_writer(key: str) -> None:
+            inner.put(key, b"v2, written during the sync")
+
+        report = vs.sync(local, _Busy(inner, another_writer), delete=True)
+        assert (report.deleted, report.failed) == (0, 1)
+        assert inner.get("gone-at-source").read() == b"v2, written during the sync"
+
+
+# --delete, --dry-run, prefixes and failed keys.
+
+
+def test_delete_and_dry_run(local: Store, tmp_path: Path) -> None:
+    with vs.LocalFSStore(tmp_path / "dst", fsync=False) as dst:
+        _fill(local, _objects())
+        vs.sync(local, dst)
+        dst.put("models/u1/only-here", b"x")
+        dst.put("outside/only-here", b"x")
+        local.put("models/u1/yolov5.nef", b"changed")
+        before = _contents(dst)
+
+        plan = vs.sync(local, dst, "models/", delete=True, dry_run=True)
+        assert (plan.copied, plan.deleted, plan.dry_run) == (1, 1, True)
+        assert _contents(dst) == before
+
+        done = vs.sync(local, dst, "models/", delete=True)
+        assert (done.copied, done.deleted, done.skipped) == (1, 1, 2)
+        assert _contents(dst, "models/") == _contents(local, "models/")
+        assert dst.stat("outside/only-here").size == 1
+        without_delete = vs.sync(local, dst)
+        assert without_delete.deleted == 0
+        assert dst.stat("outside/only-here").size == 1
+
+
+def test_keys_the_destination_refuses_fail_alone(moto: S3Server, local: Store) -> None:
+    """S3 holds ``a/b`` beside ``a/b/c``, and keys outside the key rules; a filesystem
+    takes neither. Each fails with its reason, and the rest is copied."""
+    bucket = moto.new_bucket()
+    try:
+        client = moto.client()
+        for key in ("a/b", "a/b/c", "a//double", "fine"):
+            client.put_object(Bucket=bucket, Key=key, Body=key.encode())
+        with moto.store(bucket) as s3:
+            report = vs.sync(s3, local)
+        assert (report.copied, report.failed) == (2, 2)
+        failed = {f.key: f.error for f in report.failures}
+        # Copied in parallel, either of a/b and a/b/c may come first and stay.
+        conflict = ({"a/b", "a/b/c"} & set(failed)).pop()
+        assert set(failed) == {conflict, "a//double"}
+        assert "folder" in failed[conflict]
+        assert "empty" in failed["a//double"] or "segment" in failed["a//double"]
+        assert local.get("fine").read() == b"fine"
+        kept = ({"a/b", "a/b/c"} - {conflict}).pop()
+        assert local.get(kept).read() == kept.encode()
+    finally:
+        moto.drop_bucket(bucket)
+
+
+def test_bad_prefix_is_refused(local: Store) -> None:
+    with pytest.raises(vs.InvalidKeyError):
+        vs.sync(local, vs.MemoryStore(), 5)  # type: ignore[arg-type]
+
+
+# The command.
+
+
+def _config(path: Path, root: Path) -> Path:
+    path.write_text(yaml.safe_dump({"storage": {"backend": "localfs", "localfs": {"root": str(root)}}}))
+    return path
+
+
+def test_sync_command_between_configuration_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = _config(tmp_path / "a.yaml", tmp_path / "a")
+    b = _config(tmp_path / "b.yaml", tmp_path / "b")
+    with vs.open_store(a) as src:
+        _fill(src, _objects())
+    assert main(["--config", str(a), "sync", "--from", "localfs", "--to", str(b), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "would copy models/u1/模型 v2.onnx" in out
+    assert "would copy 5 (" in out
+    assert not (tmp_path / "b").exists() or not any((tmp_path / "b").rglob("*.onnx"))
+
+    assert main(["sync", "--from", str(a), "--to", str(b), "--progress"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("copied 5 (")
+    assert "\r" in captured.err
+    with vs.open_store(a) as src, vs.open_store(b) as dst:
+        assert _contents(dst) == _contents(src)
+        dst.put("extra", b"x")
+    assert main(["sync", "--from", str(a), "--to", str(b), "--delete"]) == 0
+    assert "skipped 5, deleted 1, failed 0" in capsys.readouterr().out
+
+
+def test_sync_command_exits_1_with_one_line_per_failed_key(
+    moto: S3Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bucket = moto.new_bucket()
+    try:
+        client = moto.client()
+        for key in ("a/b", "a/b/c", "ok"):
+            client.put_object(Bucket=bucket, Key=key, Body=b"x")
+        config = tmp_path / "c.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "storage": {
+                        "backend": "s3",
+                        "localfs": {"root": str(tmp_path / "root")},
+                        "s3": {
+                            "endpoint": moto.endpoint,
+                            "bucket": bucket,
+                            "access_key": moto.access_key,
+                            "secret_key": moto.secret_key,
+                        },
+                    }
+                }
+            )
+        )
+        assert main(["--config", str(config), "sync", "--from", "s3", "--to", "localfs"]) == 1
+        captured = capsys.readouterr()
+        lines = captured.err.strip().splitlines()
+        assert len(lines) == 1
+        assert lines[0].startswith(("visiona-storage: failed: a/b/c: ", "visiona-storage: failed: a/b: "))
+        assert "copied 2" in captured.out
+    finally:
+        moto.drop_bucket(bucket)
+
+
+@pytest.mark.parametrize("name", ["nowhere", "memory"])
+def test_sync_command_refuses_an_unknown_store(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["sync", "--from", name, "--to", "localfs"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "--from" in err
+    assert "localfs, s3" in err
+
+
+def test_sync_of_a_file_body_is_verified(local: Store) -> None:
+    """The copy hands the source's SHA-256 to the destination, which stores nothing
+    if the bytes differ: what a reader that returns other bytes would cause."""
+    dst = vs.MemoryStore()
+    local.put("k", b"abc")
+    with pytest.raises(vs.ChecksumMismatchError):
+        dst.put("k", io.BytesIO(b"abd"), sha256=local.stat("k").sha256)
+    assert list(dst.list()) == []
