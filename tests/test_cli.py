@@ -298,7 +298,7 @@ def test_a_yaml_error_is_one_line(tmp_path: Path) -> None:
 def test_ls_quotes_a_key_with_control_characters() -> None:
     """S3 lists keys other clients wrote, which may hold a newline or an escape
     sequence: ls prints them quoted, so they cannot fake lines or drive the terminal."""
-    from visiona_storage.cli import _shown  # noqa: PLC0415
+    from visiona_storage._sync_command import shown as _shown  # noqa: PLC0415
 
     assert _shown("models/with space/模型.onnx") == "models/with space/模型.onnx"
     assert _shown("evil\n   123  2026-01-01 00:00:00  fake") == '"evil\\n   123  2026-01-01 00:00:00  fake"'
