@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,8 @@ class S3Server:
     secret_key: str
     region: str = "us-east-1"
     verify: bool | str = True
+    ceph_conf: str = ""
+    """The Ceph cluster's configuration file, for ``radosgw-admin``; empty on other servers."""
 
     def store(self, bucket: str) -> vs.S3Store:
         """Our `S3Store` on `bucket` of this server (made or not)."""
@@ -51,6 +53,21 @@ class S3Server:
             access_key=self.access_key,
             secret_key=self.secret_key,
         )
+
+    def new_user(self, *, max_buckets: int | None = None) -> S3Server:
+        """This Ceph gateway as seen by a new user of its own (who owns none of the
+        buckets made so far); `max_buckets` -1 forbids it to create any."""
+        if not self.ceph_conf:
+            raise RuntimeError(f"{self.name} has no radosgw-admin: users can be made on Ceph only")
+        uid = f"u-{uuid.uuid4().hex[:12]}"
+        access_key, secret_key = f"{uid}-access", f"{uid}-secret-{uuid.uuid4().hex}"
+        command = ["radosgw-admin", "-c", self.ceph_conf, "-n", "client.admin", "user", "create"]
+        command += [f"--uid={uid}", f"--display-name={uid}", f"--access-key={access_key}"]
+        command += [f"--secret-key={secret_key}"]
+        if max_buckets is not None:
+            command.append(f"--max-buckets={max_buckets}")
+        subprocess.run(command, check=True, capture_output=True, timeout=60)
+        return replace(self, access_key=access_key, secret_key=secret_key)
 
     def client(self) -> Any:
         return boto3.client(
@@ -148,10 +165,15 @@ def ceph_rgw(work_dir: Path) -> Generator[tuple[S3Server, S3Server], None, None]
     seconds = time.monotonic() - started
     FIGURES.append(f"Ceph RGW cluster (mon, memstore OSD, radosgw) started in {seconds:.1f} s")
     env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    conf = str(work_dir.resolve() / "ceph.conf")
     try:
         yield (
             S3Server(
-                "ceph", env["CEPH_RGW_ENDPOINT"], env["CEPH_RGW_ACCESS_KEY"], env["CEPH_RGW_SECRET_KEY"]
+                "ceph",
+                env["CEPH_RGW_ENDPOINT"],
+                env["CEPH_RGW_ACCESS_KEY"],
+                env["CEPH_RGW_SECRET_KEY"],
+                ceph_conf=conf,
             ),
             S3Server(
                 "ceph-https",
@@ -159,6 +181,7 @@ def ceph_rgw(work_dir: Path) -> Generator[tuple[S3Server, S3Server], None, None]
                 env["CEPH_RGW_ACCESS_KEY"],
                 env["CEPH_RGW_SECRET_KEY"],
                 verify=env["CEPH_RGW_CA_FILE"],
+                ceph_conf=conf,
             ),
         )
     finally:

@@ -1,10 +1,12 @@
 """`visiona-storage setup` and `S3Store.setup`: the bucket made and its CORS rule put
 in place, safely again and again, on moto and on Ceph; on Ceph, a browser's
-preflight and response headers follow the rule."""
+preflight and response headers follow the rule, and a user the bucket's owner has
+not allowed gets one line naming the permission missing, the bucket untouched."""
 
 from __future__ import annotations
 
 import http.client
+import json
 import subprocess
 import sys
 import urllib.parse
@@ -13,10 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
-from servers import S3Server
+import visiona_storage as vs
+from servers import ROOT, S3Server
+from visiona_storage.backends.s3._setup import cors_rule
 
 ORIGIN = "http://127.0.0.1:8765"
+ADMINS_RULE = {"ID": "admin", "AllowedOrigins": ["https://admin.example"], "AllowedMethods": ["GET"]}
 
 
 @pytest.fixture
@@ -91,14 +97,7 @@ def test_on_ceph_a_page_of_the_origin_may_put_and_read_the_metadata(ceph: S3Serv
 
 
 def test_the_setup_command(server: S3Server, bucket: str, tmp_path: Path) -> None:
-    config = tmp_path / "storage.yaml"
-    config.write_text(
-        "storage:\n"
-        "  backend: s3\n"
-        f"  s3: {{endpoint: '{server.endpoint}', bucket: {bucket}, region: {server.region},\n"
-        f"       access_key: '{server.access_key}', secret_key: '{server.secret_key}',\n"
-        f"       cors_origins: ['{ORIGIN}'], cors_expose_metadata: [framework]}}\n"
-    )
+    config = _s3_config(tmp_path, server, bucket)
     first = _setup_command(config)
     assert (first.returncode, first.stderr) == (0, "")
     assert first.stdout.splitlines() == [f"bucket {bucket!r}: created", f"CORS for {ORIGIN}: applied"]
@@ -130,6 +129,95 @@ def test_setup_against_an_unreachable_endpoint_is_one_line(tmp_path: Path) -> No
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1, done.stderr
     assert "no connection to http://127.0.0.1:1" in done.stderr
+
+
+def _policy_statement(bucket: str) -> str:
+    """The policy statement docs/backends.md gives for setup, for `bucket`."""
+    docs = (ROOT / "docs" / "backends.md").read_text()
+    line = next(line for line in docs.splitlines() if line.startswith('{"Effect": "Allow"'))
+    return line.replace("arn:aws:s3:::visiona-models", f"arn:aws:s3:::{bucket}")
+
+
+def _denied(action: str, bucket: str, permission: str) -> str:
+    return (
+        f"cannot {action} bucket {bucket!r}: access denied, the key lacks {permission}; ask whoever "
+        f"administers the bucket to allow the key this policy statement: {_policy_statement(bucket)}"
+    )
+
+
+@pytest.fixture
+def owned(ceph: S3Server) -> Iterator[str]:
+    """A bucket of Ceph's first user, with a CORS rule of its admin's."""
+    name = ceph.new_bucket()
+    ceph.client().put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": [ADMINS_RULE]})
+    yield name
+    ceph.drop_bucket(name)
+
+
+def test_on_ceph_setup_by_a_user_who_may_not_read_the_bucket_is_one_line(
+    ceph: S3Server, owned: str, tmp_path: Path
+) -> None:
+    stranger = ceph.new_user()
+    expected = _denied("read the CORS rules of", owned, "s3:GetBucketCORS")
+    with stranger.store(owned) as store, pytest.raises(vs.StorageError) as caught:
+        store.setup([ORIGIN], ["framework"])
+    assert str(caught.value) == expected
+    done = _setup_command(_s3_config(tmp_path, stranger, owned))
+    assert (done.returncode, done.stdout, done.stderr) == (1, "", f"visiona-storage: {expected}\n")
+    assert ceph.client().get_bucket_cors(Bucket=owned)["CORSRules"] == [ADMINS_RULE]
+
+
+def test_on_ceph_setup_by_a_user_who_may_read_but_not_change_cors_hands_over_the_rules(
+    ceph: S3Server, owned: str, tmp_path: Path
+) -> None:
+    reader = ceph.new_user()
+    uid = reader.access_key.removesuffix("-access")
+    may_read = {
+        "Effect": "Allow",
+        "Principal": {"AWS": [f"arn:aws:iam:::user/{uid}"]},
+        "Action": ["s3:GetBucketCORS"],
+        "Resource": [f"arn:aws:s3:::{owned}"],
+    }
+    policy = {"Version": "2012-10-17", "Statement": [may_read]}
+    ceph.client().put_bucket_policy(Bucket=owned, Policy=json.dumps(policy))
+    with reader.store(owned) as store, pytest.raises(vs.StorageError) as caught:
+        store.setup([ORIGIN], ["framework"])
+    message = str(caught.value)
+    head, _, wanted = message.partition(" or to apply this CORS configuration: ")
+    assert head == _denied("set the CORS rules of", owned, "s3:PutBucketCORS")
+    assert json.loads(wanted) == {"CORSRules": [ADMINS_RULE, cors_rule([ORIGIN], ["framework"])]}
+    done = _setup_command(_s3_config(tmp_path, reader, owned))
+    assert (done.returncode, done.stdout, done.stderr) == (1, "", f"visiona-storage: {message}\n")
+    assert ceph.client().get_bucket_cors(Bucket=owned)["CORSRules"] == [ADMINS_RULE]
+
+
+def test_on_ceph_setup_by_a_user_who_may_not_create_buckets_is_one_line(
+    ceph: S3Server, tmp_path: Path
+) -> None:
+    no_buckets = ceph.new_user(max_buckets=-1)
+    bucket = f"setup-{uuid.uuid4().hex[:12]}"
+    expected = _denied("create", bucket, "s3:CreateBucket")
+    with no_buckets.store(bucket) as store, pytest.raises(vs.StorageError) as caught:
+        store.setup([ORIGIN])
+    assert str(caught.value) == expected
+    done = _setup_command(_s3_config(tmp_path, no_buckets, bucket))
+    assert (done.returncode, done.stdout, done.stderr) == (1, "", f"visiona-storage: {expected}\n")
+    assert no_buckets.client().list_buckets()["Buckets"] == []
+    with pytest.raises(ClientError, match="NoSuchBucket"):
+        ceph.client().get_bucket_cors(Bucket=bucket)
+
+
+def _s3_config(tmp_path: Path, server: S3Server, bucket: str) -> Path:
+    """A configuration file for `bucket` of `server` as its user, asking for the CORS rule."""
+    config = tmp_path / "storage.yaml"
+    config.write_text(
+        "storage:\n"
+        "  backend: s3\n"
+        f"  s3: {{endpoint: '{server.endpoint}', bucket: {bucket}, region: {server.region},\n"
+        f"       access_key: '{server.access_key}', secret_key: '{server.secret_key}',\n"
+        f"       cors_origins: ['{ORIGIN}'], cors_expose_metadata: [framework]}}\n"
+    )
+    return config
 
 
 def _setup_command(config: Path) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, NoReturn
 
 from botocore.exceptions import ClientError
 
@@ -52,12 +52,21 @@ def set_up_bucket(
     """Create `bucket` if missing and put the CORS rule for `origins` in place (or take
     ours away if there are none); return one line per thing done or found done.
 
-    Raises `StorageError`; where the key may not change the bucket's CORS, the
-    message holds the configuration to hand whoever administers it.
+    Raises `StorageError`; where the key is denied a step, its one line names the
+    permission missing and holds the policy statement to hand whoever administers
+    the bucket, and, where only the change of CORS is denied, the configuration too.
     """
-    done = [_ensure_bucket(client, bucket, region, on_aws=on_aws, errors=errors)]
-    with errors(None, "read the CORS rules of"):
+    try:
         rules = _cors_rules(client, bucket)
+        done = [f"bucket {bucket!r}: exists"]
+    except ClientError as exc:
+        if error_code(exc)[0] != "NoSuchBucket":
+            _raise(exc, bucket, "read the CORS rules of", "s3:GetBucketCORS", errors=errors)
+        done = [_create_bucket(client, bucket, region, on_aws=on_aws, errors=errors)]
+        try:
+            rules = _cors_rules(client, bucket)  # none, unless made meanwhile by another
+        except ClientError as again:
+            _raise(again, bucket, "read the CORS rules of", "s3:GetBucketCORS", errors=errors)
     others = [rule for rule in rules if rule.get("ID") != CORS_RULE_ID]
     ours = [cors_rule(origins, metadata)] if origins else []
     if [_normal(rule) for rule in rules if rule.get("ID") == CORS_RULE_ID] == [_normal(r) for r in ours]:
@@ -69,28 +78,41 @@ def set_up_bucket(
         else:
             client.delete_bucket_cors(Bucket=bucket)
     except ClientError as exc:
-        code, status = error_code(exc)
-        if code == "AccessDenied" or status == 403:
-            wanted = json.dumps({"CORSRules": others + ours}, separators=(",", ":"))
-            raise StorageError(
-                f"cannot set the CORS rules of bucket {bucket!r}: access denied ({code}); ask whoever "
-                f"administers it to apply this CORS configuration (s3:PutBucketCORS): {wanted}"
-            ) from exc
-        with errors(None, "set the CORS rules of"):
-            raise
+        wanted = json.dumps({"CORSRules": others + ours}, separators=(",", ":"))
+        _raise(exc, bucket, "set the CORS rules of", "s3:PutBucketCORS", errors=errors, wanted=wanted)
     done.append(f"CORS for {', '.join(origins)}: applied" if origins else "CORS: our rule removed")
     return done
 
 
-def _ensure_bucket(client: Any, bucket: str, region: str, *, on_aws: bool, errors: Errors) -> str:
-    try:
-        client.head_bucket(Bucket=bucket)
-        return f"bucket {bucket!r}: exists"
-    except ClientError as exc:
-        code, status = error_code(exc)
-        if status != 404 and code not in ("NoSuchBucket", "404", "NotFound"):
-            with errors(None, "reach"):
-                raise
+def _policy_statement(bucket: str) -> str:
+    """The IAM policy statement that allows what `set_up_bucket` does to `bucket`."""
+    statement = {
+        "Effect": "Allow",
+        "Action": ["s3:CreateBucket", "s3:GetBucketCORS", "s3:PutBucketCORS"],
+        "Resource": f"arn:aws:s3:::{bucket}",
+    }
+    return json.dumps(statement)
+
+
+def _raise(
+    exc: ClientError, bucket: str, action: str, permission: str, *, errors: Errors, wanted: str = ""
+) -> NoReturn:
+    """Raise the `StorageError` for `exc`, a failure to `action` `bucket`: where access
+    was denied, one naming `permission` with the policy statement (and `wanted`, the
+    CORS configuration, if given) to hand whoever administers the bucket."""
+    code, status = error_code(exc)
+    if code == "AccessDenied" or (status == 403 and code in ("", "403")):
+        statement = _policy_statement(bucket)
+        also = f" or to apply this CORS configuration: {wanted}" if wanted else ""
+        raise StorageError(
+            f"cannot {action} bucket {bucket!r}: access denied, the key lacks {permission}; ask whoever "
+            f"administers the bucket to allow the key this policy statement: {statement}{also}"
+        ) from exc
+    with errors(None, action):
+        raise exc
+
+
+def _create_bucket(client: Any, bucket: str, region: str, *, on_aws: bool, errors: Errors) -> str:
     options: dict[str, Any] = {"Bucket": bucket}
     if on_aws and region != "us-east-1":
         options["CreateBucketConfiguration"] = {"LocationConstraint": region}
@@ -99,8 +121,7 @@ def _ensure_bucket(client: Any, bucket: str, region: str, *, on_aws: bool, error
     except ClientError as exc:
         if error_code(exc)[0] in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
             return f"bucket {bucket!r}: exists"  # made meanwhile
-        with errors(None, "create"):
-            raise
+        _raise(exc, bucket, "create", "s3:CreateBucket", errors=errors)
     return f"bucket {bucket!r}: created"
 
 

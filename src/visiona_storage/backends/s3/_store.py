@@ -133,8 +133,10 @@ class S3Store(Store):
         `expose_metadata` (S3 exposes no other). Other CORS rules are kept. Returns
         a line per step, saying what it did or found done.
 
-        Raises `StorageError`; where the key may not change the bucket's CORS, its
-        message holds the configuration to hand whoever administers the bucket.
+        Raises `StorageError`; where the key is denied a step (creating the bucket,
+        reading or changing its CORS), its one line names the permission missing and
+        holds the policy statement to hand whoever administers the bucket, and, where
+        only the change of CORS is denied, the CORS configuration to apply instead.
         """
         self._check_open()
         with self._errors(None, "set up"):
