@@ -785,7 +785,7 @@ def test_uploads_share_a_bounded_budget_of_pieces_and_give_it_all_back() -> None
     import anyio  # noqa: PLC0415
     from starlette.requests import ClientDisconnect  # noqa: PLC0415
 
-    from visiona_storage.http._upload_body import PIECE, IdleWatch, push_body  # noqa: PLC0415
+    from visiona_storage.http._upload_body import PIECE, IdleWatch, PieceBudget, push_body  # noqa: PLC0415
 
     budget_size = 3
     most = [0]
@@ -824,7 +824,7 @@ def test_uploads_share_a_bounded_budget_of_pieces_and_give_it_all_back() -> None
                 await upload(40)  # cancelled with pieces queued
         assert budget.value == budget_size
 
-    budget = anyio.Semaphore(budget_size)
+    budget = PieceBudget(budget_size)
     limiter = anyio.CapacityLimiter(4)
     anyio.run(main)
     assert 1 <= most[0] <= budget_size

@@ -58,6 +58,7 @@ from ._upload_body import (
     PIECE,
     BodyTimeoutError,
     BodyTooLargeError,
+    PieceBudget,
     cut_off_when_idle,
     push_body,
     receive_all,
@@ -126,7 +127,7 @@ class _Threads(NamedTuple):
     small_puts: anyio.CapacityLimiter
     pieces: anyio.CapacityLimiter
     reads: anyio.CapacityLimiter
-    queued: anyio.Semaphore
+    queued: PieceBudget
 
 
 def create_app(
@@ -186,7 +187,7 @@ class _Endpoint:
                 anyio.CapacityLimiter(SMALL_PUT_THREADS),
                 anyio.CapacityLimiter(PIECE_THREADS),
                 anyio.CapacityLimiter(DOWNLOAD_THREADS),
-                anyio.Semaphore(QUEUED_PIECES),
+                PieceBudget(QUEUED_PIECES),
             )
         return self._limiters
 
