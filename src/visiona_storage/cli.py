@@ -228,7 +228,9 @@ def _serve_store(config: StorageConfig) -> LocalFSStore:
 
 def _serve_app(config: StorageConfig, store: LocalFSStore) -> Starlette:
     from .http import create_app  # noqa: PLC0415 - only the server needs it
+    from .http._malloc_trim import keep_freed_heap  # noqa: PLC0415
 
+    keep_freed_heap()  # this process serves transfers: see its docstring
     server = config.server
     return create_app(store, cors_origins=server.cors_origins, body_timeout=server.body_timeout)
 
