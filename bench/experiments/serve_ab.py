@@ -1,6 +1,7 @@
 """PUT and GET of one large file through `visiona-storage serve`, for several
 checkouts of the code side by side, their runs alternating: which is faster, and
-what each upload costs serve's event loop (its main thread's CPU).
+what each upload costs serve's event loop (its main thread's CPU and minor
+page faults).
 
     PYTHONPATH=bench .venv/bin/python bench/experiments/serve_ab.py \
         --variant new=.venv/bin/python:src --variant old=/tmp/old/.venv/bin/python:/tmp/old/src \
@@ -37,6 +38,12 @@ class Variant:
     put_rates: list[float] = field(default_factory=list)
     get_rates: list[float] = field(default_factory=list)
     loop_cpu: list[float] = field(default_factory=list)
+    loop_faults: list[int] = field(default_factory=list)
+
+
+def _main_thread_faults(pid: int) -> int:
+    """Minor page faults of the main thread of process `pid` so far."""
+    return int(Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
 
 
 def _presign(python: str, source: str | None, root: str, base: str) -> tuple[str, str]:
@@ -94,6 +101,7 @@ def main() -> None:
                 shift = round_ % len(servers)
                 for variant, server, put_url, get_url in servers[shift:] + servers[:shift]:
                     before = main_thread_cpu_seconds(server.pid)
+                    faults = _main_thread_faults(server.pid)
                     start = time.perf_counter()
                     subprocess.run(
                         [
@@ -104,6 +112,7 @@ def main() -> None:
                     )
                     put_seconds = time.perf_counter() - start
                     loop = main_thread_cpu_seconds(server.pid) - before
+                    faults = _main_thread_faults(server.pid) - faults
                     time.sleep(0.3)
                     start = time.perf_counter()
                     subprocess.run(["curl", "-sS", "-f", "-o", "/dev/null", get_url], check=True)
@@ -113,6 +122,7 @@ def main() -> None:
                         variant.put_rates.append(options.mib / put_seconds)
                         variant.get_rates.append(options.mib / get_seconds)
                         variant.loop_cpu.append(loop)
+                        variant.loop_faults.append(faults)
         finally:
             for _, server, _, _ in servers:
                 server.send_signal(signal.SIGINT)
@@ -124,7 +134,8 @@ def main() -> None:
         print(
             f"{v.name:>10}: PUT {statistics.median(put):7.0f} MiB/s ({min(put):.0f}-{max(put):.0f})  "
             f"GET {statistics.median(get):7.0f} MiB/s ({min(get):.0f}-{max(get):.0f})  "
-            f"loop CPU/PUT {statistics.median(loop):.3f} s ({min(loop):.3f}-{max(loop):.3f})"
+            f"loop CPU/PUT {statistics.median(loop):.3f} s ({min(loop):.3f}-{max(loop):.3f}), "
+            f"{statistics.median(v.loop_faults):.0f} page faults"
         )
 
 
