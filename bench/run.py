@@ -2,12 +2,13 @@
 on stdout and the same as JSON.
 
     .venv/bin/python bench/run.py [--runs 7] [--json bench/results.json] [--dir /work]
-                                  [--only localfs,obstore,http,s3,async]
+                                  [--only localfs,obstore,http,s3,async,sync]
 
 Each figure interleaves our runs with its baseline's after a warm-up, and reports the
 median and min-max of the per-run ratio (above 1.0: we did better). Baselines are
 started or installed here: nginx and wrk from Debian, a throw-away Ceph cluster
-(scripts/ceph-rgw), obstore from the dev extra. Needs root for the Debian packages.
+(scripts/ceph-rgw), obstore from the dev extra, rclone from Debian, awscli from
+PyPI. Needs root for the Debian packages.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ import http_vs_nginx
 import localfs_files
 import localfs_vs_obstore
 import s3_vs_boto3
+import sync_vs_rclone
 from _common import Figure, machine, table, write_json
 
-GROUPS = ("localfs", "obstore", "http", "s3", "async")
+GROUPS = ("localfs", "obstore", "http", "s3", "async", "sync")
 
 
 def main() -> None:
@@ -66,6 +68,9 @@ def main() -> None:
     if "async" in groups:
         print("== AsyncStore against obstore's async API and our sync API", file=sys.stderr)
         figures += async_vs_obstore.figures(options.runs, options.mib, options.dir)
+    if "sync" in groups:
+        print("== sync localfs to Ceph against rclone and aws s3 sync", file=sys.stderr)
+        figures += sync_vs_rclone.figures(min(options.runs, 3), folder=options.dir)
     seconds = time.monotonic() - started
 
     about = machine(options.dir or ".")

@@ -42,7 +42,7 @@ def figures(
     runs: int = 3, small: int = 1000, large: int = 4, many: int = 10_000, folder: str | None = None
 ) -> list[Figure]:
     """The sync figures; every process's wall time and peak RSS."""
-    install_commands({"rclone": "rclone"})
+    install_commands({"rclone": "rclone", "time": "time"})
     with tempfile.TemporaryDirectory(dir=folder) as work:
         aws = _awscli(work)
         env = dict(os.environ)
@@ -192,17 +192,24 @@ def _tool_env(tool: str, env: dict[str, str]) -> dict[str, str]:
 
 
 def _run(command: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Run `command`; its wall seconds and peak RSS in MiB. Raises if it fails."""
+    """Run `command`; its wall seconds and peak RSS in MiB. Raises if it fails.
+
+    GNU time reports the peak: a child's own ``ru_maxrss`` would include the pages
+    it shared with this (large) process between fork and exec."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert process.stderr is not None
-    errors = process.stderr.read()
-    _, status, usage = os.wait4(process.pid, 0)
+    result = subprocess.run(
+        ["time", "-f", "peak-rss-kib %M", *command],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        check=False,
+    )
     took = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode:
-        raise RuntimeError(f"{command[0]} {command[1]} failed: {errors.decode(errors='replace')[-2000:]}")
-    return took, usage.ru_maxrss / 1024
+    errors = result.stderr.decode(errors="replace")
+    if result.returncode:
+        raise RuntimeError(f"{command[0]} {command[1]} failed: {errors[-2000:]}")
+    peak = int(errors.rsplit("peak-rss-kib ", 1)[1].split()[0])
+    return took, peak / 1024
 
 
 def _check_copied(client: object, bucket: str, root: Path) -> None:
