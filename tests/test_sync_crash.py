@@ -31,6 +31,17 @@ def _write_config(path: Path, storage: dict[str, object]) -> Path:
     return path
 
 
+def _s3_config(path: Path, server: S3Server, bucket: str) -> Path:
+    """A configuration of the s3 backend on `bucket` of `server`."""
+    s3 = {
+        "endpoint": server.endpoint,
+        "bucket": bucket,
+        "access_key": server.access_key,
+        "secret_key": server.secret_key,
+    }
+    return _write_config(path, {"backend": "s3", "s3": s3})
+
+
 def _source(tmp_path: Path, small: int, large: int) -> tuple[Path, dict[str, tuple[str, dict[str, str]]]]:
     """A localfs source of `small` 64 KiB and `large` 12 MiB objects: its
     configuration, and each key's SHA-256 and metadata."""
@@ -123,18 +134,7 @@ def test_sync_to_localfs_killed_at_random_instants(tmp_path: Path) -> None:
 def test_sync_to_s3_killed_at_random_instants(moto: S3Server, tmp_path: Path) -> None:
     source, expected = _source(tmp_path, small=150, large=3)
     bucket = moto.new_bucket()
-    target = _write_config(
-        tmp_path / "dst.yaml",
-        {
-            "backend": "s3",
-            "s3": {
-                "endpoint": moto.endpoint,
-                "bucket": bucket,
-                "access_key": moto.access_key,
-                "secret_key": moto.secret_key,
-            },
-        },
-    )
+    target = _s3_config(tmp_path / "dst.yaml", moto, bucket)
     try:
         with moto.store(bucket) as store:
             _kill_rounds(source, target, store, expected, rounds=4, window=WINDOW)
@@ -155,18 +155,7 @@ def test_sync_killed_in_many_rounds(backend: str, tmp_path: Path, request: pytes
         return
     ceph: S3Server = request.getfixturevalue("ceph")
     bucket = ceph.new_bucket()
-    target = _write_config(
-        tmp_path / "dst.yaml",
-        {
-            "backend": "s3",
-            "s3": {
-                "endpoint": ceph.endpoint,
-                "bucket": bucket,
-                "access_key": ceph.access_key,
-                "secret_key": ceph.secret_key,
-            },
-        },
-    )
+    target = _s3_config(tmp_path / "dst.yaml", ceph, bucket)
     try:
         with ceph.store(bucket) as store:
             _kill_rounds(source, target, store, expected, rounds=20, window=WINDOW)

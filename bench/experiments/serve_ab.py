@@ -130,11 +130,11 @@ def main() -> None:
                 server.wait(20)
     print(f"{options.mib} MiB, {options.rounds} rounds, median (min-max)")
     for v in variants:
-        put, get, loop = v.put_rates, v.get_rates, v.loop_cpu
+        put, get, cpu = v.put_rates, v.get_rates, v.loop_cpu
         print(
             f"{v.name:>10}: PUT {statistics.median(put):7.0f} MiB/s ({min(put):.0f}-{max(put):.0f})  "
             f"GET {statistics.median(get):7.0f} MiB/s ({min(get):.0f}-{max(get):.0f})  "
-            f"loop CPU/PUT {statistics.median(loop):.3f} s ({min(loop):.3f}-{max(loop):.3f}), "
+            f"loop CPU/PUT {statistics.median(cpu):.3f} s ({min(cpu):.3f}-{max(cpu):.3f}), "
             f"{statistics.median(v.loop_faults):.0f} page faults"
         )
 

@@ -215,8 +215,9 @@ class _SyncRun:
         if target is None:
             return self._copy(source, None, None)
         if source.size == target.size:
-            full_source = _full_info(self.src, source)
-            full_target = _full_info(self.dst, target)
+            # A listing may leave out content type, metadata and SHA-256.
+            full_source = self.src.stat(source.key)
+            full_target = self.dst.stat(target.key)
             sha256 = _sha256_of(self.src, full_source)
             if (
                 full_source.content_type == full_target.content_type
@@ -281,12 +282,6 @@ class _SyncRun:
         self._check_unchanged(target.key, target)
         self.dst.delete(target.key)
         return SyncEvent("delete", target.key)
-
-
-def _full_info(store: Store, listed: ObjectInfo) -> ObjectInfo:
-    """The object's whole `ObjectInfo` (a listing may leave out its content type,
-    metadata and SHA-256). Raises `NotFoundError` if it is gone."""
-    return store.stat(listed.key)
 
 
 def _sha256_of(store: Store, info: ObjectInfo) -> str:
