@@ -828,3 +828,48 @@ def test_uploads_share_a_bounded_budget_of_pieces_and_give_it_all_back() -> None
     limiter = anyio.CapacityLimiter(4)
     anyio.run(main)
     assert 1 <= most[0] <= budget_size
+
+
+def test_a_cancelled_upload_whose_writes_never_started_gives_its_room_back() -> None:
+    """An upload cancelled while its queued pieces still wait for a worker thread
+    (every token of the limiter taken) gives their room in the shared budget back:
+    a leak would shrink the budget for good, one cancelled upload at a time."""
+    import anyio  # noqa: PLC0415
+
+    from visiona_storage.http._upload_body import PIECE, IdleWatch, PieceBudget, push_body  # noqa: PLC0415
+
+    written: list[int] = []
+
+    class Writer(PutWriter):
+        def write(self, data: bytes) -> None:
+            written.append(len(data))
+
+        def write_pieces(self, pieces: Sequence[bytes]) -> None:
+            written.extend(len(piece) for piece in pieces)
+
+        def commit(self) -> vs.ObjectInfo:
+            raise NotImplementedError
+
+        def abort(self) -> None:
+            pass
+
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(3):
+            yield b"x" * PIECE
+        await anyio.sleep_forever()  # the client stalls after three pieces
+
+    async def main() -> None:
+        limiter = anyio.CapacityLimiter(1)
+        await limiter.acquire_on_behalf_of("busy")  # no thread for the upload's writes
+        with anyio.move_on_after(5):
+            async with anyio.create_task_group() as group:
+                group.start_soon(push_body, body(), Writer(), limiter, IdleWatch(30), budget)
+                while budget.value > budget.size - 3:
+                    await anyio.sleep(0.001)
+                group.cancel_scope.cancel()
+        limiter.release_on_behalf_of("busy")
+        assert budget.value == budget.size
+
+    budget = PieceBudget(8)
+    anyio.run(main)
+    assert written == []

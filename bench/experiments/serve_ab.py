@@ -95,8 +95,8 @@ def main() -> None:
                     stderr=subprocess.DEVNULL,
                     env=env,
                 )
+                _wait(port)  # serve has made the root and its signing key: presign reads them
                 servers.append((variant, server, *_presign(variant.python, variant.source, root, base)))
-                _wait(port)
             for round_ in range(options.rounds + 1):  # the first is a warm-up
                 shift = round_ % len(servers)
                 for variant, server, put_url, get_url in servers[shift:] + servers[:shift]:

@@ -236,17 +236,21 @@ async def push_body(
     """
     queue = _PieceQueue(writer, budget, _waker())
     receiving: Exception | None = None
-    async with anyio.create_task_group() as group:
-        try:
+    try:
+        async with anyio.create_task_group() as group:
             try:
-                await _split(chunks, queue, group, limiter, idle)
-            except BaseException:
-                queue.abandon()  # what is queued is not to be written
-                raise
-            idle.stop()  # all of it came: what is left is the server's writing
-        except Exception as exc:  # raised below, once the writes in flight are done
-            receiving = exc
-    queue.drop_rest()  # no write runs now: what a cancelled upload left gives its room back
+                try:
+                    await _split(chunks, queue, group, limiter, idle)
+                except BaseException:
+                    queue.abandon()  # what is queued is not to be written
+                    raise
+                idle.stop()  # all of it came: what is left is the server's writing
+            except Exception as exc:  # raised below, once the writes in flight are done
+                receiving = exc
+    finally:
+        # No write runs now. Pieces whose drain never started (it was cancelled while
+        # waiting for a thread) give their room back, cancelled or not.
+        queue.drop_rest()
     if queue.failures:
         raise queue.failures[0]
     if receiving is not None:
