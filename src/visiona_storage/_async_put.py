@@ -122,14 +122,15 @@ class _PieceQueue:
             raise self._failure
 
     def drain(self) -> None:
-        """Write the queued pieces until none is left (in a worker thread)."""
+        """Write the queued pieces until none is left (in a worker thread). The loop
+        is woken with the lock released: a wake is a system call."""
         while True:
             with self._lock:
                 if not self._pieces or self._stopped:
                     self._pieces.clear()
                     self._draining = False
-                    self._wake()
-                    return
+                    room = self._waker()
+                    break
                 piece = self._pieces[0]
             try:
                 self._writer.write_pieces(piece)
@@ -139,7 +140,11 @@ class _PieceQueue:
             with self._lock:
                 if self._pieces:
                     self._pieces.popleft()
-                self._wake()
+                room = self._waker()
+            if room is not None:
+                self._loop.call_soon_threadsafe(_settle, room)
+        if room is not None:
+            self._loop.call_soon_threadsafe(_settle, room)
 
     def abandon(self) -> None:
         """Drop what is queued: the put failed. A piece being written finishes."""
@@ -147,11 +152,10 @@ class _PieceQueue:
             self._stopped = True
             self._pieces.clear()
 
-    def _wake(self) -> None:
-        """Wake the loop if it waits for room (the lock is held)."""
+    def _waker(self) -> asyncio.Future[None] | None:
+        """The loop's future to settle if it waits for room (the lock is held)."""
         room, self._room = self._room, None
-        if room is not None:
-            self._loop.call_soon_threadsafe(_settle, room)
+        return room
 
 
 def _settle(room: asyncio.Future[None]) -> None:

@@ -45,6 +45,10 @@ class ReadAhead:
         self._filling = False  # a trip reads, or is about to
         self._ended = False  # the reader returned b"" before its declared end
         self._waiter: asyncio.Future[None] | None = None  # the loop waits for a chunk
+        self._wake_at = 1
+        """Chunks to queue before waking the loop that waits for one: 1 at first, then
+        more, since a loop that had to wait takes chunks faster than they are read,
+        and each wake costs about as much as reading a MiB from the page cache."""
         self._trip: asyncio.Future[None] | None = None  # a trip running, or its end not seen
         self.step = 0
         """Bytes each read of the trip asks for; set by the caller before `take`."""
@@ -70,6 +74,7 @@ class ReadAhead:
                     self._start()
                 waiter = self._waiter = self._loop.create_future()
             await waiter
+            self._wake_at = AHEAD - 1
 
     def _start(self) -> None:
         """Start a trip unless one runs, the end is reached or an error waits (the
@@ -88,13 +93,14 @@ class ReadAhead:
         return not self._ended and not self._reader.closed and self._reader.remaining > 0
 
     def _fill(self) -> None:
-        """Read chunks until `AHEAD` wait, the end, an error or a pause (in a worker thread)."""
+        """Read chunks until `AHEAD` wait, the end, an error or a pause (in a worker
+        thread). The loop is woken with the lock released: a wake is a system call."""
         while True:
             with self._lock:
                 if self._paused or len(self._chunks) >= AHEAD or not self._left():
                     self._filling = False
-                    self._wake()
-                    return
+                    waiter = self._waker()
+                    break
                 step = self.step
             try:
                 chunk = self._reader.read(step)
@@ -102,20 +108,24 @@ class ReadAhead:
                 with self._lock:
                     self._failure = exc
                     self._filling = False
-                    self._wake()
-                return
+                    waiter = self._waker()
+                break
             with self._lock:
                 if chunk:
                     self._chunks.append(chunk)
+                    waiter = self._waker() if len(self._chunks) >= self._wake_at else None
                 else:
                     self._ended = True
-                self._wake()
-
-    def _wake(self) -> None:
-        """Wake the loop if it waits for a chunk (the lock is held)."""
-        waiter, self._waiter = self._waiter, None
+                    waiter = self._waker()
+            if waiter is not None:
+                self._loop.call_soon_threadsafe(_settle, waiter)
         if waiter is not None:
             self._loop.call_soon_threadsafe(_settle, waiter)
+
+    def _waker(self) -> asyncio.Future[None] | None:
+        """The loop's future to settle if it waits for a chunk (the lock is held)."""
+        waiter, self._waiter = self._waiter, None
+        return waiter
 
     async def pause(self) -> list[bytes]:
         """End the trip (after the chunk it reads) and wait for it; take the chunks it

@@ -289,19 +289,23 @@ class AsyncObjectReader:
         are returned by the next one."""
         wanted = -1 if size is None or size < 0 else size
         async with self._reading:
-            if self._closed:
-                raise ValueError("I/O operation on a closed object reader")
-            if wanted < 0:
-                self._keep(await self._ahead.pause())
-                self._keep([await self._rest()])
-            else:
-                self._ahead.step = min(max(wanted, DEFAULT_CHUNK_SIZE), MAX_STEP)
-                while self._buffered < wanted:
-                    chunk = await self._rest() if self._pending is not None else await self._ahead.take()
-                    if not chunk:
-                        break
-                    self._keep([chunk])
-            return self._cut(wanted)
+            return await self._read(wanted)
+
+    async def _read(self, wanted: int) -> bytes:
+        """`read`, its turn taken."""
+        if self._closed:
+            raise ValueError("I/O operation on a closed object reader")
+        if wanted < 0:
+            self._keep(await self._ahead.pause())
+            self._keep([await self._rest()])
+        else:
+            self._ahead.step = min(max(wanted, DEFAULT_CHUNK_SIZE), MAX_STEP)
+            while self._buffered < wanted:
+                chunk = await self._rest() if self._pending is not None else await self._ahead.take()
+                if not chunk:
+                    break
+                self._keep([chunk])
+        return self._cut(wanted)
 
     def _keep(self, chunks: list[bytes]) -> None:
         for chunk in chunks:
@@ -354,7 +358,15 @@ class AsyncObjectReader:
     async def _chunks(self) -> AsyncIterator[bytes]:
         """Chunks of up to 1 MiB, read ahead in a worker thread while the caller
         handles this one."""
-        while chunk := await self.read(DEFAULT_CHUNK_SIZE):
+        while True:
+            async with self._reading:
+                if not self._buffered and self._pending is None and not self._closed:
+                    self._ahead.step = DEFAULT_CHUNK_SIZE
+                    chunk = await self._ahead.take()  # as it was read: not copied
+                else:
+                    chunk = await self._read(DEFAULT_CHUNK_SIZE)
+            if not chunk:
+                return
             yield chunk
 
     async def _settled(self) -> None:
