@@ -82,7 +82,7 @@ class AsyncStore:
     ) -> ObjectInfo:
         """`Store.put`, awaited. `data` may also be an async iterable of bytes (a
         request body, say): its chunks are written as they come, holding about
-        2 MiB however large the object. Raises what `Store.put` raises; on any
+        6 MiB however large the object. Raises what `Store.put` raises; on any
         error nothing is stored.
 
         Cancelled, a put from an async iterable stops and stores nothing (unless
