@@ -743,3 +743,23 @@ def test_a_failed_read_ahead_raises_its_typed_error_after_the_chunks_before_it()
 
     assert b"".join(asyncio.run(main())) == data[: 2 << 20]
     assert store.readers[0].closed
+
+
+def test_closing_a_reader_while_a_read_waits_ends_that_read_without_reading_on() -> None:
+    store = HeldReads()
+    store.put("big", bytes(8 << 20))
+
+    async def main() -> bytes:
+        async with vs.AsyncStore(store) as astore:
+            reader = await astore.get("big")
+            reading = asyncio.ensure_future(reader.read(10))
+            await asyncio.sleep(0.05)
+            closing = asyncio.ensure_future(reader.close())
+            await asyncio.sleep(0.05)
+            store.gate.set()  # the chunk being read comes; no trip starts after it
+            await closing
+            return await reading
+
+    assert asyncio.run(main()) in (b"", bytes(10))
+    assert store.readers[0].closed
+    assert not store.readers[0].closed_while_reading

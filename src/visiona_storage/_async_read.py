@@ -44,6 +44,7 @@ class ReadAhead:
         self._paused = False  # the trip ends after its chunk
         self._filling = False  # a trip reads, or is about to
         self._ended = False  # the reader returned b"" before its declared end
+        self._closed = False  # no more trips: the reader is being closed
         self._waiter: asyncio.Future[None] | None = None  # the loop waits for a chunk
         self._wake_at = 1
         """Chunks to queue before waking the loop that waits for one: 1 at first, then
@@ -69,7 +70,7 @@ class ReadAhead:
                     failure, self._failure = self._failure, None
                     raise failure
                 if not self._filling:  # else the trip may have read the end, not yet queued it
-                    if not self._left():
+                    if self._closed or not self._left():
                         return b""
                     self._start()
                 waiter = self._waiter = self._loop.create_future()
@@ -79,7 +80,7 @@ class ReadAhead:
     def _start(self) -> None:
         """Start a trip unless one runs, the end is reached or an error waits (the
         lock is held)."""
-        if self._filling or self._failure is not None or not self._left():
+        if self._filling or self._closed or self._failure is not None or not self._left():
             return
         self._paused = False
         self._filling = True
@@ -126,6 +127,13 @@ class ReadAhead:
         """The loop's future to settle if it waits for a chunk (the lock is held)."""
         waiter, self._waiter = self._waiter, None
         return waiter
+
+    async def close(self) -> None:
+        """End reading ahead for good, once the trip's chunk is read: a `take` waiting
+        meanwhile returns ``b""``. Never raises."""
+        self._closed = True
+        with contextlib.suppress(Exception):
+            await self.pause()
 
     async def pause(self) -> list[bytes]:
         """End the trip (after the chunk it reads) and wait for it; take the chunks it

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Iterator, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -382,8 +381,7 @@ class AsyncObjectReader:
             self._closed = True
             self._parts.clear()
             self._buffered = 0
-            with contextlib.suppress(Exception):  # a failed read ahead: closing goes on
-                await self._ahead.pause()
+            await self._ahead.close()
             await self._settled()
             if self._reader.closed:
                 return
