@@ -651,17 +651,22 @@ class CountedReads(vs.MemoryStore):
         return reader
 
 
-def test_a_reader_reads_ahead_at_most_four_chunks() -> None:
+def test_a_reader_reads_ahead_at_most_4_mib() -> None:
     store = CountedReads()
     store.put("big", os.urandom(20 << 20))
 
     async def main() -> None:
-        async with vs.AsyncStore(store) as astore, astore.get("big") as reader:
-            assert len(await reader.read(10)) == 10
-            await asyncio.sleep(0.3)
-            # read ahead (not 10 bytes at a time), but no more than the chunk
-            # returned from and four waiting
-            assert 2 << 20 <= store.readers[0].offset <= 5 << 20
+        async with vs.AsyncStore(store) as astore:
+            async with astore.get("big") as reader:
+                assert len(await reader.read(10)) == 10
+                await asyncio.sleep(0.3)
+                # read ahead (not 10 bytes at a time), but no more than the chunk
+                # returned from and four waiting
+                assert 2 << 20 <= store.readers[0].offset <= 5 << 20
+            async with astore.get("big") as reader:
+                assert len(await reader.read(4 << 20)) == 4 << 20
+                await asyncio.sleep(0.3)
+                assert 5 << 20 <= store.readers[1].offset <= 8 << 20  # one 4 MiB chunk waits
 
     asyncio.run(main())
 

@@ -1,8 +1,8 @@
 """Reading ahead for `AsyncObjectReader`: one worker-thread trip reads the next
 chunks of a sync `ObjectReader` into a short queue for as long as the event loop
 keeps taking them, so a steady read costs a trip per run of chunks, not one per
-chunk. A trip ends once `AHEAD` chunks wait (the loop starts another when half
-of them are taken), at the end of the object, at an error, or when paused.
+chunk. A trip ends once `AHEAD` MiB wait (the loop starts another when half of
+that is taken), at the end of the object, at an error, or when paused.
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ from collections.abc import Callable
 from typing import Any
 
 from ._errors import StorageError
+from ._models import DEFAULT_CHUNK_SIZE as CHUNK
 from ._models import ObjectReader
 
 AHEAD = 4
-"""Chunks read and not yet taken, at most: what a reader holds besides the chunk
-being read and the one the caller has."""
+"""MiB read and not yet taken, at most (four 1 MiB chunks, or one of 4 MiB): what
+a reader holds besides the chunk being read and the one the caller has."""
 
-MAX_STEP = 4 << 20
+MAX_STEP = AHEAD * CHUNK
 """The largest chunk read ahead, for reads that ask for more than 1 MiB at once."""
 
 Run = Callable[..., "asyncio.Future[Any]"]
@@ -47,6 +48,7 @@ class ReadAhead:
         self._closed = False  # no more trips: the reader is being closed
         self._waiter: asyncio.Future[None] | None = None  # the loop waits for a chunk
         self._wake_at = 1
+        self._queued = 0  # bytes in `_chunks`
         """Chunks to queue before waking the loop that waits for one: 1 at first, then
         more, since a loop that had to wait takes chunks faster than they are read,
         and each wake costs about as much as reading a MiB from the page cache."""
@@ -62,7 +64,8 @@ class ReadAhead:
             with self._lock:
                 if self._chunks:
                     chunk = self._chunks.popleft()
-                    if len(self._chunks) <= AHEAD // 2:
+                    self._queued -= len(chunk)
+                    if self._queued <= AHEAD // 2 * CHUNK:
                         with contextlib.suppress(StorageError):  # closing: read on demand, if at all
                             self._start()
                     return chunk
@@ -75,7 +78,7 @@ class ReadAhead:
                     self._start()
                 waiter = self._waiter = self._loop.create_future()
             await waiter
-            self._wake_at = AHEAD - 1
+            self._wake_at = (AHEAD - 1) * CHUNK
 
     def _start(self) -> None:
         """Start a trip unless one runs, the end is reached or an error waits (the
@@ -98,7 +101,7 @@ class ReadAhead:
         thread). The loop is woken with the lock released: a wake is a system call."""
         while True:
             with self._lock:
-                if self._paused or len(self._chunks) >= AHEAD or not self._left():
+                if self._paused or self._queued >= AHEAD * CHUNK or not self._left():
                     self._filling = False
                     waiter = self._waker()
                     break
@@ -114,7 +117,8 @@ class ReadAhead:
             with self._lock:
                 if chunk:
                     self._chunks.append(chunk)
-                    waiter = self._waker() if len(self._chunks) >= self._wake_at else None
+                    self._queued += len(chunk)
+                    waiter = self._waker() if self._queued >= self._wake_at else None
                 else:
                     self._ended = True
                     waiter = self._waker()
@@ -145,6 +149,7 @@ class ReadAhead:
         with self._lock:
             chunks = list(self._chunks)
             self._chunks.clear()
+            self._queued = 0
             if self._failure is not None and not chunks:
                 failure, self._failure = self._failure, None
                 raise failure
