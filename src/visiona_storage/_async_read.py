@@ -32,7 +32,7 @@ class ReadAhead:
     """The chunks of `reader` read ahead in worker threads (started by `run`).
 
     Only the event loop calls the ``async`` methods, one at a time (the owner
-    holds a lock); `fill` runs in a worker thread.
+    holds a lock); `_fill` runs in a worker thread.
     """
 
     def __init__(self, reader: ObjectReader, run: Run) -> None:
@@ -47,11 +47,11 @@ class ReadAhead:
         self._ended = False  # the reader returned b"" before its declared end
         self._closed = False  # no more trips: the reader is being closed
         self._waiter: asyncio.Future[None] | None = None  # the loop waits for a chunk
-        self._wake_at = 1
         self._queued = 0  # bytes in `_chunks`
-        """Chunks to queue before waking the loop that waits for one: 1 at first, then
-        more, since a loop that had to wait takes chunks faster than they are read,
-        and each wake costs about as much as reading a MiB from the page cache."""
+        self._wake_at = 1
+        """Bytes to queue before waking the loop that waits for a chunk: any at first,
+        then 3 MiB, since a loop that had to wait takes chunks faster than they are
+        read, and each wake costs about as much as reading a MiB from the page cache."""
         self._trip: asyncio.Future[None] | None = None  # a trip running, or its end not seen
         self.step = 0
         """Bytes each read of the trip asks for; set by the caller before `take`."""
@@ -97,7 +97,7 @@ class ReadAhead:
         return not self._ended and not self._reader.closed and self._reader.remaining > 0
 
     def _fill(self) -> None:
-        """Read chunks until `AHEAD` wait, the end, an error or a pause (in a worker
+        """Read chunks until `AHEAD` MiB wait, the end, an error or a pause (in a worker
         thread). The loop is woken with the lock released: a wake is a system call."""
         while True:
             with self._lock:
