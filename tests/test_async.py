@@ -489,3 +489,282 @@ def test_reads_and_iteration_mix_in_order(tmp_path: Path) -> None:
                 return b"".join(got)
 
     assert asyncio.run(main()) == data
+
+
+class SlowWriter(SpyWriter):
+    """A `SpyWriter` whose pieces take `delay` seconds each, noting the thread of each."""
+
+    delay = 0.02
+
+    def write_pieces(self, pieces: Sequence[bytes]) -> None:
+        threading.Event().wait(self.delay)
+        super().write_pieces(pieces)
+
+
+class SlowWrites(Spied):
+    def _open_writer(
+        self, key: str, size: int, metadata: dict[str, str], content_type: str, **kw: Any
+    ) -> PutWriter:
+        inner = vs.MemoryStore._open_writer(self, key, size, metadata, content_type, **kw)
+        writer = SlowWriter(inner, self.hold)
+        self.writers.append(writer)
+        return writer
+
+
+def _count_trips(astore: vs.AsyncStore) -> list[int]:
+    """Count the calls `astore` hands to its worker threads from now on."""
+    trips = [0]
+    submit = astore._pool.submit
+
+    def counting(*arguments: Any, **keywords: Any) -> Any:
+        trips[0] += 1
+        return submit(*arguments, **keywords)
+
+    astore._pool.submit = counting  # type: ignore[method-assign]
+    return trips
+
+
+def test_a_steady_put_writes_its_pieces_in_few_thread_trips() -> None:
+    store = SlowWrites()
+
+    async def main() -> int:
+        async with vs.AsyncStore(store) as astore:
+            trips = _count_trips(astore)
+            await astore.put("k", _chunks(*[bytes([n]) * (1 << 20) for n in range(32)]))
+            return trips[0]
+
+    trips = asyncio.run(main())
+    assert len(store.writers[0].piece_lengths) == 32
+    assert trips < 16  # not one per piece
+
+
+def test_a_put_holds_at_most_four_pieces_waiting_besides_the_one_written() -> None:
+    store = SlowWrites()
+    store.hold.clear()
+    produced: list[int] = []
+
+    async def source() -> AsyncIterator[bytes]:
+        for n in range(40):
+            produced.append(n)
+            yield bytes([n]) * (1 << 20)
+
+    async def main() -> None:
+        async with vs.AsyncStore(store) as astore:
+            put = asyncio.ensure_future(astore.put("k", source()))
+            await asyncio.sleep(0.3)
+            written = len(store.writers[0].piece_lengths)
+            # written, one being written, four waiting, one on the event loop (and the
+            # source's next chunk, asked for as that one was handed over)
+            assert len(produced) <= written + 1 + 4 + 1 + 1
+            store.hold.set()
+            info = await put
+            assert info.size == 40 << 20
+
+    asyncio.run(main())
+
+
+def test_a_put_cancelled_with_pieces_queued_stores_nothing_and_writes_no_more() -> None:
+    store = SlowWrites()
+    SlowWriter.delay = 0.1
+
+    async def main() -> None:
+        async with vs.AsyncStore(store) as astore:
+            await astore.put("k", b"previous")
+            put = asyncio.ensure_future(astore.put("k", _chunks(*[b"x" * (1 << 20)] * 20)))
+            while not store.writers or not store.writers[-1].calls:
+                await asyncio.sleep(0.01)
+            put.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await put
+            async with astore.get("k") as reader:
+                assert await reader.read() == b"previous"
+
+    try:
+        asyncio.run(main())
+    finally:
+        SlowWriter.delay = 0.02
+    writer = store.writers[-1]
+    assert writer.calls[-1] == "abort"
+    assert writer.calls.count("write") <= 2  # the queued pieces were dropped
+    assert not writer.overlapped
+
+
+def test_a_source_reusing_its_buffer_stores_exactly_what_it_yielded() -> None:
+    """Pieces wait in a queue while the source goes on: what it yields must be
+    copied before it refills its buffer, large chunks and small ones alike."""
+    expected = bytearray()
+
+    async def refilling(size: int) -> AsyncIterator[Any]:
+        buffer = bytearray(size)
+        for n in range(12 * (1 << 20) // size):
+            buffer[:] = bytes([n % 251]) * size
+            expected.extend(buffer)
+            yield memoryview(buffer) if n % 2 else buffer
+
+    async def main() -> None:
+        async with vs.AsyncStore(SlowWrites()) as astore:
+            for size in (256 << 10, 1000):
+                expected.clear()
+                await astore.put("k", refilling(size))
+                async with astore.get("k") as reader:
+                    assert await reader.read() == expected
+
+    asyncio.run(main())
+
+
+class CountedReader(vs.ObjectReader):
+    """A reader of `data` that counts its reads, each taking `delay` seconds, and
+    notes a close during a read."""
+
+    def __init__(self, info: ObjectInfo, data: bytes, delay: float) -> None:
+        super().__init__(info, len(data))
+        self.data, self.delay, self.offset = data, delay, 0
+        self.reads = 0
+        self.reading = False
+        self.closed_while_reading = False
+
+    def _read(self, size: int) -> bytes:
+        self.reading = True
+        try:
+            threading.Event().wait(self.delay)
+            self.reads += 1
+            chunk = self.data[self.offset : self.offset + size]
+            self.offset += len(chunk)
+            return chunk
+        finally:
+            self.reading = False
+
+    def _release(self) -> None:
+        self.closed_while_reading = self.reading
+
+
+class CountedReads(vs.MemoryStore):
+    def __init__(self, delay: float = 0.0) -> None:
+        super().__init__()
+        self.delay = delay
+        self.readers: list[CountedReader] = []
+
+    def _get(self, key: str, start: int, end: int | None) -> ObjectReader:
+        with super()._get(key, start, end) as whole:
+            reader = CountedReader(whole.info, whole.read(), self.delay)
+        self.readers.append(reader)
+        return reader
+
+
+def test_a_reader_reads_ahead_at_most_4_mib() -> None:
+    store = CountedReads()
+    store.put("big", os.urandom(20 << 20))
+
+    async def main() -> None:
+        async with vs.AsyncStore(store) as astore:
+            async with astore.get("big") as reader:
+                assert len(await reader.read(10)) == 10
+                await asyncio.sleep(0.3)
+                # read ahead (not 10 bytes at a time), but no more than the chunk
+                # returned from and four waiting
+                assert 2 << 20 <= store.readers[0].offset <= 5 << 20
+            async with astore.get("big") as reader:
+                assert len(await reader.read(4 << 20)) == 4 << 20
+                await asyncio.sleep(0.3)
+                assert 5 << 20 <= store.readers[1].offset <= 8 << 20  # one 4 MiB chunk waits
+
+    asyncio.run(main())
+
+
+def test_async_for_and_reads_take_few_thread_trips() -> None:
+    data = os.urandom(32 << 20)
+    store = CountedReads()
+    store.put("big", data)
+
+    async def main() -> None:
+        async with vs.AsyncStore(store) as astore:
+            async with astore.get("big") as reader:
+                trips = _count_trips(astore)
+                got = [chunk async for chunk in reader]
+                assert trips[0] < 24  # not one per MiB
+                assert max(map(len, got)) == 1 << 20
+                assert b"".join(got) == data
+            async with astore.get("big") as reader:
+                trips = _count_trips(astore)
+                got = []
+                while chunk := await reader.read(300_000):
+                    got.append(chunk)
+                assert trips[0] < 24
+                assert b"".join(got) == data
+
+    asyncio.run(main())
+
+
+def test_closing_a_reader_early_stops_reading_ahead() -> None:
+    store = CountedReads(delay=0.05)
+    store.put("big", bytes(100 << 20))
+
+    async def main() -> None:
+        async with vs.AsyncStore(store) as astore:
+            reader = await astore.get("big")
+            async for _ in reader:
+                break
+            started = asyncio.get_running_loop().time()
+            await reader.close()
+            assert asyncio.get_running_loop().time() - started < 1
+            reads = store.readers[0].reads
+            await asyncio.sleep(0.3)
+            assert store.readers[0].reads == reads <= 6
+
+    asyncio.run(main())
+    assert store.readers[0].closed
+    assert not store.readers[0].closed_while_reading
+
+
+def test_a_failed_read_ahead_raises_its_typed_error_after_the_chunks_before_it() -> None:
+    class FailingThird(CountedReader):
+        def _read(self, size: int) -> bytes:
+            if self.reads == 2:
+                raise vs.StorageError("the disk went away")
+            return super()._read(size)
+
+    class Failing(CountedReads):
+        def _get(self, key: str, start: int, end: int | None) -> ObjectReader:
+            with vs.MemoryStore._get(self, key, start, end) as whole:
+                reader = FailingThird(whole.info, whole.read(), 0.0)
+            self.readers.append(reader)
+            return reader
+
+    store = Failing()
+    data = os.urandom(8 << 20)
+    store.put("big", data)
+
+    got: list[bytes] = []
+
+    async def take_all(reader: vs.AsyncObjectReader) -> None:
+        async for chunk in reader:
+            got.append(chunk)
+
+    async def main() -> list[bytes]:
+        async with vs.AsyncStore(store) as astore, astore.get("big") as reader:
+            with pytest.raises(vs.StorageError, match="went away"):
+                await take_all(reader)
+        return got
+
+    assert b"".join(asyncio.run(main())) == data[: 2 << 20]
+    assert store.readers[0].closed
+
+
+def test_closing_a_reader_while_a_read_waits_ends_that_read_without_reading_on() -> None:
+    store = HeldReads()
+    store.put("big", bytes(8 << 20))
+
+    async def main() -> bytes:
+        async with vs.AsyncStore(store) as astore:
+            reader = await astore.get("big")
+            reading = asyncio.ensure_future(reader.read(10))
+            await asyncio.sleep(0.05)
+            closing = asyncio.ensure_future(reader.close())
+            await asyncio.sleep(0.05)
+            store.gate.set()  # the chunk being read comes; no trip starts after it
+            await closing
+            return await reading
+
+    assert asyncio.run(main()) in (b"", bytes(10))
+    assert store.readers[0].closed
+    assert not store.readers[0].closed_while_reading

@@ -1,16 +1,21 @@
 """A put from an async iterable: its chunks are gathered into pieces on the event
-loop and each piece is handed to the store's `PutWriter` in a worker thread while
-the next one is gathered.
+loop and queued; one worker-thread trip writes the queued pieces to the store's
+`PutWriter` for as long as they keep coming, and a new trip starts only once a
+trip has run dry. A steady put thus costs a trip per run of pieces, not one per
+piece, and a put whose source stalls holds no thread.
 
-What is held at once is the piece being written and the one being filled, so a
-put of any size takes about two pieces of memory. A chunk that is not ``bytes``
-(a `memoryview` of a buffer the source refills, say) is copied before the
-source is asked for the next one, so what is stored is exactly what it yielded.
+At most `AHEAD` pieces wait besides the one being written and the one being
+filled, so a put of any size holds about six pieces of memory. A chunk that is
+not ``bytes`` (a `memoryview` of a buffer the source refills, say) is copied
+before the source is asked for the next one, so what is stored is exactly what
+it yielded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections import deque
 from collections.abc import AsyncIterable, Callable
 from typing import Any, TypeAlias
 
@@ -21,8 +26,12 @@ from ._pieces import PieceGatherer
 from ._writer import PutWriter
 
 PIECE = 1 << 20
-"""What one worker-thread hop writes: large enough that the hop costs little,
-small enough that two of them are all a put holds."""
+"""What is handed to the writer in one call: large enough that the call costs
+little, small enough that a few of them are all a put holds."""
+
+AHEAD = 4
+"""Pieces that may wait while one is written: the source runs on while the disk
+or the network is briefly slower."""
 
 
 Run: TypeAlias = Callable[..., "asyncio.Future[Any]"]
@@ -41,16 +50,8 @@ async def push(
     not bytes-like; `DataReadError` for an ``OSError`` the source raised; what the
     writer raises; and any other exception of the source unchanged.
     """
+    queue = _PieceQueue(writer, asyncio.get_running_loop())
     writing: asyncio.Future[Any] | None = None
-
-    async def hand_over(piece: list[bytes]) -> asyncio.Future[Any]:
-        """Write `piece` once the one before it is written (a writer takes one call at
-        a time); each wait is shielded, so a cancelled put goes on to `_abort`, which
-        waits for the call in its worker thread to end before aborting."""
-        if writing is not None:
-            await asyncio.shield(writing)
-        return run(writer.write_pieces, piece)
-
     try:
         gathered = PieceGatherer(PIECE)
         total = 0
@@ -67,25 +68,103 @@ async def push(
             if 0 <= size < total:
                 raise size_mismatch(key, size, f"more than {size}")
             piece = gathered.add(chunk)
-            if piece is not None:
-                writing = await hand_over(piece)
+            if piece is not None and await queue.add(piece):
+                writing = run(queue.drain)
         if 0 <= size != total:
             raise size_mismatch(key, size, total)
         piece = gathered.take()
-        if piece:
-            writing = await hand_over(piece)
+        if piece and await queue.add(piece):
+            writing = run(queue.drain)
         if writing is not None:
             await asyncio.shield(writing)
+        queue.check()
         writing = run(writer.commit)
         info: ObjectInfo = await asyncio.shield(writing)
         return info
     except BaseException:
+        queue.abandon()  # what is queued is not to be written
         await _abort(writer, writing, run)
         raise
 
 
+class _PieceQueue:
+    """One put's pieces waiting or being written, in order. The event loop adds
+    them; `drain`, in a worker thread, writes them one after another until none is
+    left. After a failure of the writer, or once abandoned, the rest are dropped."""
+
+    def __init__(self, writer: PutWriter, loop: asyncio.AbstractEventLoop) -> None:
+        self._writer = writer
+        self._loop = loop
+        self._pieces: deque[list[bytes]] = deque()  # the first is being written
+        self._lock = threading.Lock()
+        self._draining = False
+        self._stopped = False
+        self._failure: Exception | None = None
+        self._room: asyncio.Future[None] | None = None  # the loop waits for room
+
+    async def add(self, piece: list[bytes]) -> bool:
+        """Queue `piece` once fewer than `AHEAD` wait; True if a `drain` is to be
+        started for it. Raises the writer's error if it failed."""
+        while True:
+            self.check()
+            with self._lock:
+                if len(self._pieces) <= AHEAD:
+                    self._pieces.append(piece)
+                    start = not self._draining
+                    self._draining = True
+                    return start
+                room = self._room = self._loop.create_future()
+            await room
+
+    def check(self) -> None:
+        """Raise the writer's error, if it failed."""
+        if self._failure is not None:
+            raise self._failure
+
+    def drain(self) -> None:
+        """Write the queued pieces until none is left (in a worker thread). The loop
+        is woken with the lock released: a wake is a system call."""
+        while True:
+            with self._lock:
+                if not self._pieces or self._stopped:
+                    self._pieces.clear()
+                    self._draining = False
+                    room = self._waker()
+                    break
+                piece = self._pieces[0]
+            try:
+                self._writer.write_pieces(piece)
+            except Exception as exc:  # raised by the loop's next `add` or `check`
+                self._failure = exc
+                self._stopped = True
+            with self._lock:
+                if self._pieces:
+                    self._pieces.popleft()
+                room = self._waker()
+            if room is not None:
+                self._loop.call_soon_threadsafe(_settle, room)
+        if room is not None:
+            self._loop.call_soon_threadsafe(_settle, room)
+
+    def abandon(self) -> None:
+        """Drop what is queued: the put failed. A piece being written finishes."""
+        with self._lock:
+            self._stopped = True
+            self._pieces.clear()
+
+    def _waker(self) -> asyncio.Future[None] | None:
+        """The loop's future to settle if it waits for room (the lock is held)."""
+        room, self._room = self._room, None
+        return room
+
+
+def _settle(room: asyncio.Future[None]) -> None:
+    if not room.done():
+        room.set_result(None)
+
+
 async def _abort(writer: PutWriter, writing: asyncio.Future[Any] | None, run: Run) -> None:
-    """Abort `writer` once the call in flight (a piece, the commit) ends: a writer
+    """Abort `writer` once the call in flight (a drain, the commit) ends: a writer
     takes one call at a time. Runs to the end even if the task is cancelled meanwhile."""
 
     async def finish() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Iterator, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import timedelta
@@ -18,6 +19,7 @@ from types import TracebackType
 from typing import Any, Self, TypeAlias, TypeVar
 
 from ._async_put import push
+from ._async_read import MAX_STEP, ReadAhead
 from ._body import BytesLike, PutData
 from ._config import StorageConfig, open_store
 from ._errors import StorageError
@@ -79,7 +81,7 @@ class AsyncStore:
     ) -> ObjectInfo:
         """`Store.put`, awaited. `data` may also be an async iterable of bytes (a
         request body, say): its chunks are written as they come, holding about
-        2 MiB however large the object. Raises what `Store.put` raises; on any
+        6 MiB however large the object. Raises what `Store.put` raises; on any
         error nothing is stored.
 
         Cancelled, a put from an async iterable stops and stores nothing (unless
@@ -248,18 +250,25 @@ class AsyncObjectReader:
     """An object's bytes for async code: ``await reader.read(n)`` and
     ``async for chunk in reader``. `info` describes the whole object, even when
     only a range is read. Close it (``await reader.close()`` or ``async with``).
+
+    Reads are served from chunks one worker-thread trip reads ahead for as long as
+    they are taken: at most 4 MiB waits besides the chunk being read, in chunks
+    of 1 MiB (or of the size `read` asks for, up to `MAX_STEP`).
     """
 
     def __init__(self, store: AsyncStore, reader: ObjectReader, ahead: bytes | None) -> None:
         self._store = store
         self._reader = reader
         self._info = reader.info
-        self._buffer = ahead or b""  # read and not yet returned (a small range: all of it)
+        self._parts: deque[bytes] = deque([ahead] if ahead else [])  # read, not yet returned
+        self._offset = 0  # of what is returned, in the first part
+        self._buffered = len(ahead or b"")
         self._closed = False
         self._reading = asyncio.Lock()  # one read at a time reaches the reader
+        self._ahead = ReadAhead(reader, store._run)
         self._pending: asyncio.Future[bytes] | None = None
-        """A read running in a worker thread: started ahead by `async for`, or left by
-        a read whose task was cancelled. Its bytes are the next ones returned."""
+        """A read of the rest, left running in a worker thread by a whole read whose
+        task was cancelled. Its bytes are the next ones returned."""
 
     @property
     def info(self) -> ObjectInfo:
@@ -272,35 +281,72 @@ class AsyncObjectReader:
         return self._closed
 
     async def read(self, size: int | None = -1) -> bytes:
-        """Up to `size` bytes (all that is left if `size` is negative or None); ``b""``
-        at the end. Raises `StorageError` if the backend fails mid-read, and
-        ``ValueError`` once closed. Reads from several tasks take turns; the bytes
-        of a read whose task was cancelled are returned by the next one."""
+        """Up to `size` bytes (all that is left if `size` is negative or None); fewer
+        only at the end, ``b""`` there. Raises `StorageError` (or the backend's typed
+        error) if the backend fails mid-read, and ``ValueError`` once closed. Reads
+        from several tasks take turns; the bytes of a read whose task was cancelled
+        are returned by the next one."""
         wanted = -1 if size is None or size < 0 else size
-        whole = wanted < 0
         async with self._reading:
-            if self._closed:
-                raise ValueError("I/O operation on a closed object reader")
-            if not self._buffer:
-                self._buffer = await self._next(wanted)
-            if whole and self._left():
-                self._buffer += await self._next(-1)
-            data = self._buffer
-            if not whole and wanted < len(data):
-                self._buffer = data[wanted:]
-                return data[:wanted]
-            self._buffer = b""
-            return data
+            return await self._read(wanted)
+
+    async def _read(self, wanted: int) -> bytes:
+        """`read`, its turn taken."""
+        if self._closed:
+            raise ValueError("I/O operation on a closed object reader")
+        if wanted < 0:
+            self._keep(await self._ahead.pause())
+            self._keep([await self._rest()])
+        else:
+            self._ahead.step = min(max(wanted, DEFAULT_CHUNK_SIZE), MAX_STEP)
+            while self._buffered < wanted:
+                chunk = await self._rest() if self._pending is not None else await self._ahead.take()
+                if not chunk:
+                    break
+                self._keep([chunk])
+        return self._cut(wanted)
+
+    def _keep(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            if chunk:
+                self._parts.append(chunk)
+                self._buffered += len(chunk)
+
+    def _cut(self, size: int) -> bytes:
+        """The first `size` bytes kept (all if negative), copied only if they are not
+        one whole part."""
+        size = self._buffered if size < 0 else min(size, self._buffered)
+        parts = self._parts
+        if not size:
+            return b""
+        if not self._offset and len(parts[0]) == size:
+            self._buffered -= size
+            return parts.popleft()
+        out = []
+        left = size
+        while left:
+            view = memoryview(parts[0])[self._offset :]
+            if len(view) <= left:
+                out.append(view)
+                left -= len(view)
+                parts.popleft()
+                self._offset = 0
+            else:
+                out.append(view[:left])
+                self._offset += left
+                left = 0
+        self._buffered -= size
+        return b"".join(out)
 
     def _left(self) -> bool:
         return not self._reader.closed and self._reader.remaining > 0
 
-    async def _next(self, size: int) -> bytes:
-        """The next bytes of the reader: those of the pending read, else a new read's."""
+    async def _rest(self) -> bytes:
+        """All the reader has left, in one trip (that of a cancelled whole read first)."""
         if self._pending is None:
             if not self._left():
                 return b""
-            self._pending = self._store._run(self._reader.read, size)
+            self._pending = self._store._run(self._reader.read, -1)
         data = await asyncio.shield(self._pending)  # cancelled, it stays pending
         self._pending = None
         return data
@@ -309,11 +355,17 @@ class AsyncObjectReader:
         return self._chunks()
 
     async def _chunks(self) -> AsyncIterator[bytes]:
-        """Chunks of up to 1 MiB, the next one read in a worker thread while the
-        caller handles this one."""
-        while chunk := await self.read(DEFAULT_CHUNK_SIZE):
-            if self._pending is None and not self._closed and not self._store._closing and self._left():
-                self._pending = self._store._run(self._reader.read, DEFAULT_CHUNK_SIZE)
+        """Chunks of up to 1 MiB, read ahead in a worker thread while the caller
+        handles this one."""
+        while True:
+            async with self._reading:
+                if not self._buffered and self._pending is None and not self._closed:
+                    self._ahead.step = DEFAULT_CHUNK_SIZE
+                    chunk = await self._ahead.take()  # as it was read: not copied
+                else:
+                    chunk = await self._read(DEFAULT_CHUNK_SIZE)
+            if not chunk:
+                return
             yield chunk
 
     async def _settled(self) -> None:
@@ -327,7 +379,9 @@ class AsyncObjectReader:
         twice does nothing."""
         if not self._closed:
             self._closed = True
-            self._buffer = b""
+            self._parts.clear()
+            self._buffered = 0
+            await self._ahead.close()
             await self._settled()
             if self._reader.closed:
                 return
