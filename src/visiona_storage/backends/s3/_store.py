@@ -62,6 +62,7 @@ class S3Store(Store):
     """
 
     reads_foreign_keys = True
+    lists_details = True
 
     def __init__(
         self,
@@ -122,6 +123,12 @@ class S3Store(Store):
                 f"cannot use S3 endpoint {self.endpoint!r} in region {region!r}: {exc}"
             ) from exc
         self._where = self.endpoint or f"AWS S3 ({region})"
+
+    @property
+    def identity(self) -> str:
+        """``s3:``, the endpoint (``aws`` for AWS, where bucket names are global) and
+        the bucket: ``s3:https://rgw.example:7480/models``."""
+        return f"s3:{self.endpoint or 'aws'}/{self.bucket}"
 
     def __repr__(self) -> str:
         return f"S3Store(bucket={self.bucket!r}, endpoint={self._where!r})"
