@@ -123,7 +123,7 @@ def _rerun_figure(root: Path, many: int, runs: int, env: dict[str, str], aws: st
             took, _ = _run(_command(tool, root, f"rerun-{tool}", env, aws, work), _tool_env(tool, env))
             if run:
                 times.append(took)
-        no_state = [*_command("ours", root, "rerun-ours", env, aws, work), "--no-state"]
+        no_state = _command("ours", root, "rerun-ours", env, aws, work, cached=False)
         took, _ = _run(no_state, _tool_env("ours", env))
         if run:
             uncached.append(took)
@@ -149,7 +149,11 @@ def _dataset(root: Path, count: int, size: int) -> Path:
     return root
 
 
-def _command(tool: str, root: Path, bucket: str, env: dict[str, str], aws: str, work: str) -> list[str]:
+def _command(
+    tool: str, root: Path, bucket: str, env: dict[str, str], aws: str, work: str, *, cached: bool = True
+) -> list[str]:
+    """The command line of `tool`; ours with the run's own state cache, or with
+    none if not `cached`."""
     endpoint = env["CEPH_RGW_ENDPOINT"]
     if tool == "ours":
         config = Path(work, f"sync-{bucket}.yaml")
@@ -171,8 +175,7 @@ def _command(tool: str, root: Path, bucket: str, env: dict[str, str], aws: str, 
             "localfs",
             "--to",
             "s3",
-            "--state",
-            str(Path(work, "sync-state.sqlite")),
+            *(["--state", str(Path(work, "sync-state.sqlite"))] if cached else ["--no-state"]),
         ]
     if tool == "rclone":
         excluded = [arg for pattern in EXCLUDED for arg in ("--exclude", pattern)]

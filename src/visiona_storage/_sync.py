@@ -121,15 +121,15 @@ def sync(
 
     A key that fails (a destination that refuses the key, an object changed at the
     destination during the sync, a read or write error) is counted in `failed` and
-    the others go on; `progress` is called once per key, from worker threads, one
-    call at a time. Raises `InvalidKeyError` for a bad prefix and `StorageError`
-    if either listing fails (copies started before it finish; nothing past it is
-    deleted).
+    the others go on; `progress` is called once per key, from worker threads (or,
+    for a key skipped on the state cache, the calling thread), one call at a time.
+    Raises `InvalidKeyError` for a bad prefix and `StorageError` if either listing
+    fails (copies started before it finish; nothing past it is deleted).
 
     `state` is the state cache: True (the default) the file
     ``$XDG_CACHE_HOME/visiona-storage/sync.sqlite``, a path another file, False
     none. It records the SHA-256, content type and metadata that this proof
-    established for each listed version (ETag, size, Last-Modified to the second)
+    established for each listed version (ETag, size, Last-Modified)
     of a store with an `identity` and `lists_details`; a key whose two listed
     versions both have rows that agree is skipped without reading or stat-ing
     either. A cache that cannot be used logs one warning line and the sync goes on

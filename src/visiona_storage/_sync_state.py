@@ -84,7 +84,11 @@ def open_state(state: bool | str | os.PathLike[str]) -> SyncState | None:
     and gives None."""
     if state is False:
         return None
-    path = default_path() if state is True else Path(os.fspath(state))
+    try:
+        path = default_path() if state is True else Path(os.fspath(state))
+    except RuntimeError as exc:  # no home folder to find ~/.cache in
+        _warn(Path("~/.cache/visiona-storage/sync.sqlite"), exc)
+        return None
     try:
         return SyncState(path)
     except (sqlite3.Error, OSError) as exc:
