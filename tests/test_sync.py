@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -575,3 +576,39 @@ def test_sync_command_with_a_corrupt_state_prints_one_warning_line(tmp_path: Pat
         f"visiona-storage: sync state {state} unusable (file is not a database); syncing without it"
     ]
     assert done.stdout.startswith("copied 5 (")
+
+
+@pytest.mark.parametrize("problem", ["locked", "folder is a file"])
+def test_a_state_file_that_cannot_be_written_warns_once(
+    problem: str,
+    local: Store,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another run holding the file's write lock past the busy timeout, or a path
+    that cannot be made: one warning, and the sync is as without a cache."""
+    from visiona_storage import _sync_state  # noqa: PLC0415
+
+    monkeypatch.setattr(_sync_state, "BUSY_TIMEOUT_MS", 50)
+    if problem == "locked":
+        state = tmp_path / "state.sqlite"
+        with vs.LocalFSStore(tmp_path / "warm", fsync=False) as warm:
+            vs.sync(local, warm, state=state)  # makes the file
+        holder = sqlite3.connect(state, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+    else:
+        (tmp_path / "file").write_bytes(b"")
+        state = tmp_path / "file" / "state.sqlite"
+    try:
+        with vs.LocalFSStore(tmp_path / "dst", fsync=False) as dst:
+            _fill(local, _objects())
+            report = vs.sync(local, dst, state=state)
+            assert _contents(dst) == _contents(local)
+    finally:
+        if problem == "locked":
+            holder.close()
+    assert (report.copied, report.failed) == (5, 0)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "visiona_storage.sync"]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"visiona-storage: sync state {state} unusable (")
