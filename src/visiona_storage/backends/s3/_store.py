@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -31,6 +32,7 @@ from ...driver import (
 )
 from ._errors import error_code, s3_errors
 from ._setup import set_up_bucket
+from ._timestamps import parse_timestamp
 from ._upload import MultipartUpload, create_while_reading, part_size_for, parts, run_aborting
 
 log = logging.getLogger("visiona_storage.s3")
@@ -108,7 +110,11 @@ class S3Store(Store):
             request_checksum_calculation="when_required" if custom else "when_supported",
             response_checksum_validation="when_required" if custom else "when_supported",
         )
+        core = botocore.session.get_session()
+        # Listings and HEADs give times in two formats: both become aware UTC, fast.
+        core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
         session = boto3.session.Session(
+            botocore_session=core,
             aws_access_key_id=access_key,
             aws_secret_access_key=secret_key,
             aws_session_token=session_token,
