@@ -1,10 +1,10 @@
 """`SyncState`: what `sync` verified about listed versions, kept between runs.
 
 A row says: in the store named `Store.identity`, the version of `key` listed with
-this ETag, size and Last-Modified has this SHA-256, content type
-and metadata, as `sync` itself established (from the store's recorded SHA-256, or
-by hashing the bytes, or because the copy it verified put them there). One row per
-store and key: a newer verified version replaces it, a `sync` delete removes it.
+this ETag, size and Last-Modified has this SHA-256, content type and metadata, as
+`sync` itself established (from the store's recorded SHA-256, by hashing the
+bytes, or because the copy it verified put them there). One row per store and
+key: a newer verified version replaces it, a `sync` delete removes it.
 
 A re-run that finds both sides of a key listed exactly as recorded, with the same
 SHA-256, content type and metadata, skips the key without a request. Any other
