@@ -1,7 +1,8 @@
 """`visiona-storage sync` from localfs to a real Ceph RGW against `rclone copy`
 (Debian's rclone) and `aws s3 sync` (awscli from PyPI) over the same files, in the
 same run: wall time and peak RSS of each command, and a no-change re-run over
-10,000 objects against rclone's.
+10,000 objects against rclone's (ours with its state cache, in a file of the run's
+own, and, as a note, with ``--no-state``).
 
 Each tool runs as the command a user types, in a process of its own, at its
 default parallelism (ours 8 transfers; rclone 4 transfers and 8 checkers; aws 10
@@ -9,6 +10,7 @@ requests), into a fresh bucket each run; the three alternate run by run. The
 baselines skip the store's metadata sidecars (``--exclude '*.meta.json'``).
 
     .venv/bin/python bench/sync_vs_rclone.py [--runs 3] [--small 1000] [--large 4] [--many 10000]
+                                             [--rerun-only]
 
 Starts a throw-away Ceph cluster with scripts/ceph-rgw (root, Debian packages) unless
 CEPH_RGW_ENDPOINT, CEPH_RGW_ACCESS_KEY and CEPH_RGW_SECRET_KEY point at one; installs
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,9 +42,16 @@ EXCLUDED = ("*.meta.json", ".visiona-storage/**")
 
 
 def figures(
-    runs: int = 3, small: int = 1000, large: int = 4, many: int = 10_000, folder: str | None = None
+    runs: int = 3,
+    small: int = 1000,
+    large: int = 4,
+    many: int = 10_000,
+    folder: str | None = None,
+    *,
+    rerun_only: bool = False,
 ) -> list[Figure]:
-    """The sync figures; every process's wall time and peak RSS."""
+    """The sync figures; every process's wall time and peak RSS. With `rerun_only`,
+    only the no-change re-run's."""
     install_commands({"rclone": "rclone", "time": "time"})
     with tempfile.TemporaryDirectory(dir=folder) as work:
         aws = _awscli(work)
@@ -50,6 +60,8 @@ def figures(
         if started_here:
             env.update(start_ceph(os.path.join(work, "ceph")))
         try:
+            if rerun_only:
+                return [_rerun_figure(_dataset(Path(work, "many"), many, 1024), many, runs, env, aws, work)]
             sets = {
                 f"{small} x 1 MiB": _dataset(Path(work, "small"), small, MiB),
                 f"{large} x 256 MiB": _dataset(Path(work, "large"), large, 256 * MiB),
@@ -101,6 +113,7 @@ def _rerun_figure(root: Path, many: int, runs: int, env: dict[str, str], aws: st
     bucket it filled itself."""
     client = boto3_client(env)
     seconds: dict[str, list[float]] = {"ours": [], "rclone": []}
+    uncached: list[float] = []
     for tool in seconds:
         bucket = f"rerun-{tool}"
         client.create_bucket(Bucket=bucket)
@@ -110,6 +123,10 @@ def _rerun_figure(root: Path, many: int, runs: int, env: dict[str, str], aws: st
             took, _ = _run(_command(tool, root, f"rerun-{tool}", env, aws, work), _tool_env(tool, env))
             if run:
                 times.append(took)
+        no_state = _command("ours", root, "rerun-ours", env, aws, work, cached=False)
+        took, _ = _run(no_state, _tool_env("ours", env))
+        if run:
+            uncached.append(took)
     for tool in seconds:
         _empty(client, f"rerun-{tool}")
     return Figure(
@@ -120,6 +137,7 @@ def _rerun_figure(root: Path, many: int, runs: int, env: dict[str, str], aws: st
         seconds["rclone"],
         1.0,
         higher_is_better=False,
+        note=f"--no-state {statistics.median(uncached):.1f} s",
     )
 
 
@@ -131,7 +149,11 @@ def _dataset(root: Path, count: int, size: int) -> Path:
     return root
 
 
-def _command(tool: str, root: Path, bucket: str, env: dict[str, str], aws: str, work: str) -> list[str]:
+def _command(
+    tool: str, root: Path, bucket: str, env: dict[str, str], aws: str, work: str, *, cached: bool = True
+) -> list[str]:
+    """The command line of `tool`; ours with the run's own state cache, or with
+    none if not `cached`."""
     endpoint = env["CEPH_RGW_ENDPOINT"]
     if tool == "ours":
         config = Path(work, f"sync-{bucket}.yaml")
@@ -153,6 +175,7 @@ def _command(tool: str, root: Path, bucket: str, env: dict[str, str], aws: str, 
             "localfs",
             "--to",
             "s3",
+            *(["--state", str(Path(work, "sync-state.sqlite"))] if cached else ["--no-state"]),
         ]
     if tool == "rclone":
         excluded = [arg for pattern in EXCLUDED for arg in ("--exclude", pattern)]
@@ -252,8 +275,12 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=4, help="256 MiB objects")
     parser.add_argument("--many", type=int, default=10_000, help="1 KiB objects of the re-run")
     parser.add_argument("--dir", default=None, help="where the local files go (default: a temp folder)")
+    parser.add_argument("--rerun-only", action="store_true", help="only the no-change re-run figure")
     options = parser.parse_args()
-    print(table(figures(options.runs, options.small, options.large, options.many, options.dir)))
+    found = figures(
+        options.runs, options.small, options.large, options.many, options.dir, rerun_only=options.rerun_only
+    )
+    print(table(found))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,13 @@ import visiona_storage as vs
 from servers import FIGURES, LiveServer, S3Server, ceph_rgw, have_ceph, moto_server
 
 
+@pytest.fixture(autouse=True)
+def _own_cache_folder(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's `sync` state cache (``$XDG_CACHE_HOME``) in a folder of its own,
+    never the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture(scope="session")
 def live() -> Iterator[LiveServer]:
     """A real uvicorn on loopback; a test points it at its own app with ``live.serve(app)``."""

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 import visiona_storage as vs
 from servers import S3Server, free_port
 from visiona_storage._headers import decode_value, encode_value
+from visiona_storage.backends.s3._timestamps import parse_timestamp
 
 MiB = 1 << 20
 WORKERS = str(Path(__file__).with_name("workers.py"))
@@ -302,3 +304,43 @@ def test_a_body_that_fails_in_its_first_part_leaves_no_upload_behind(
     assert _uploads(server, server_bucket) == []
     with pytest.raises(vs.NotFoundError):
         store.stat("k")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-01-02T03:04:05.678Z", datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)),
+        ("2026-01-02T03:04:05Z", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
+        ("2026-01-02T04:04:05+01:00", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
+        ("2026-01-02T03:04:05", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
+        ("Fri, 02 Jan 2026 03:04:05 GMT", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
+        ("1767323045", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
+    ],
+)
+def test_listing_and_head_timestamps_parse_to_aware_utc(text: str, expected: datetime) -> None:
+    """A listing's ISO 8601 and a HEAD's HTTP date of one version give the same
+    instant in UTC (what `sync`'s state cache keys on); other forms go to botocore."""
+    parsed = parse_timestamp(text)
+    assert parsed == expected
+    assert parsed.tzinfo is UTC
+
+
+def test_the_client_parses_timestamps_with_our_parser(
+    moto: S3Server, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from visiona_storage.backends.s3 import _store  # noqa: PLC0415
+
+    parsed: list[str] = []
+
+    def counting(value: Any) -> datetime:
+        parsed.append(value)
+        return parse_timestamp(value)
+
+    monkeypatch.setattr(_store, "parse_timestamp", counting)
+    with moto.store(bucket) as store:
+        store.put("t", b"x")
+        (listed,) = store.list()
+        info = store.stat("t")
+    assert len(parsed) >= 2  # the listing's and the HEAD's at least
+    assert listed.last_modified.tzinfo is UTC
+    assert listed.last_modified.replace(microsecond=0) == info.last_modified

@@ -7,6 +7,9 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -397,3 +400,215 @@ def test_sync_of_a_file_body_is_verified(local: Store) -> None:
     with pytest.raises(vs.ChecksumMismatchError):
         dst.put("k", io.BytesIO(b"abd"), sha256=local.stat("k").sha256)
     assert list(dst.list()) == []
+
+
+# The state cache: a re-run skips what sync verified before, without a request.
+
+
+class _Counting(Store):
+    """`inner`, counting the calls that reach its objects (stat and get)."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.reads = 0
+
+    @property
+    def identity(self) -> str | None:
+        return self.inner.identity
+
+    @property
+    def lists_details(self) -> bool:  # type: ignore[override]
+        return self.inner.lists_details
+
+    def _put(
+        self, key: str, body: Body, metadata: dict[str, str], content_type: str, **kw: Any
+    ) -> ObjectInfo:
+        return self.inner.put(key, body, body.size, metadata, content_type, sha256=body.sha256, **kw)
+
+    def _get(self, key: str, start: int, end: int | None) -> ObjectReader:
+        self.reads += 1
+        return self.inner.get(key, start, end)
+
+    def _stat(self, key: str) -> ObjectInfo:
+        self.reads += 1
+        return self.inner.stat(key)
+
+    def _delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+    def _list(self, prefix: str) -> Iterator[ObjectInfo]:
+        return self.inner.list(prefix)
+
+
+@pytest.fixture(params=["localfs", "moto"])
+def cached_dst(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A destination whose versions the state cache may hold: localfs or S3 (moto)."""
+    if request.param == "localfs":
+        with vs.LocalFSStore(tmp_path / "dst", fsync=False) as store:
+            yield store
+        return
+    server: S3Server = request.getfixturevalue("moto")
+    bucket = server.new_bucket()
+    try:
+        with server.store(bucket) as store:
+            yield store
+    finally:
+        server.drop_bucket(bucket)
+
+
+def test_a_rerun_skips_on_the_state_cache_without_reading_either_side(
+    local: Store, cached_dst: Store
+) -> None:
+    _fill(local, _objects())
+    src, dst = _Counting(local), _Counting(cached_dst)
+    assert vs.sync(src, dst).copied == 5
+    src.reads = dst.reads = 0
+    again = vs.sync(src, dst)
+    assert (again.copied, again.skipped, again.skipped_by_state, again.failed) == (0, 5, 5, 0)
+    assert (src.reads, dst.reads) == (0, 0)
+
+
+def test_a_skip_proved_without_the_cache_is_cached_for_the_next_run(local: Store, cached_dst: Store) -> None:
+    _fill(local, _objects())
+    assert vs.sync(local, cached_dst, state=False).copied == 5
+    first = vs.sync(local, cached_dst)
+    assert (first.skipped, first.skipped_by_state) == (5, 0)
+    second = vs.sync(local, cached_dst)
+    assert (second.skipped, second.skipped_by_state) == (5, 5)
+
+
+def test_a_destination_changed_behind_syncs_back_is_recopied(
+    local: Store, cached_dst: Store, moto: S3Server
+) -> None:
+    """Same size, other bytes, written by another client: its listed ETag (and
+    Last-Modified) change, so the cache misses and the proof recopies it."""
+    _fill(local, _objects())
+    assert vs.sync(local, cached_dst).copied == 5
+    if isinstance(cached_dst, vs.S3Store):
+        moto.client().put_object(Bucket=cached_dst.bucket, Key="top.json", Body=b'{"a": 2}')
+    else:
+        cached_dst.put("top.json", b'{"a": 2}')
+    report = vs.sync(local, cached_dst)
+    assert (report.copied, report.skipped, report.skipped_by_state) == (1, 4, 4)
+    assert cached_dst.get("top.json").read() == b'{"a": 1}'
+    assert cached_dst.stat("top.json").content_type == local.stat("top.json").content_type
+
+
+def test_a_source_rewritten_with_other_metadata_is_recopied(local: Store, tmp_path: Path) -> None:
+    """Same bytes, so the same ETag and size, within the same second: the listed
+    Last-Modified (to the microsecond on localfs) still tells the versions apart."""
+    with vs.LocalFSStore(tmp_path / "dst", fsync=False) as dst:
+        local.put("a", b"data", metadata={"v": "1"})
+        assert vs.sync(local, dst).copied == 1
+        assert vs.sync(local, dst).skipped_by_state == 1
+        local.put("a", b"data", metadata={"v": "2"})
+        report = vs.sync(local, dst)
+        assert (report.copied, report.skipped_by_state) == (1, 0)
+        assert dst.stat("a").metadata == {"v": "2"}
+
+
+def test_a_corrupt_state_file_warns_once_and_the_sync_goes_on(
+    local: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = tmp_path / "state.sqlite"
+    state.write_bytes(b"not a database, " * 512)
+    with vs.LocalFSStore(tmp_path / "dst", fsync=False) as dst:
+        _fill(local, _objects())
+        dst.put("top.json", b'{"a": 2}')
+        report = vs.sync(local, dst, state=state)
+        again = vs.sync(local, dst, state=state)
+        assert _contents(dst) == _contents(local)
+    assert (report.copied, report.failed) == (5, 0)
+    assert (again.skipped, again.skipped_by_state) == (5, 0)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "visiona_storage.sync"]
+    assert len(warnings) == 2  # one per run
+    assert all(w.startswith(f"visiona-storage: sync state {state} unusable (") for w in warnings)
+
+
+def test_with_state_false_nothing_is_cached(local: Store, tmp_path: Path) -> None:
+    with vs.LocalFSStore(tmp_path / "dst", fsync=False) as dst:
+        _fill(local, _objects())
+        vs.sync(local, dst, state=False)
+        report = vs.sync(local, dst, state=False)
+    assert (report.skipped, report.skipped_by_state) == (5, 0)
+    assert not (Path(os.environ["XDG_CACHE_HOME"]) / "visiona-storage").exists()
+
+
+def test_the_default_state_file_is_under_xdg_cache_home(local: Store, tmp_path: Path) -> None:
+    with vs.LocalFSStore(tmp_path / "dst", fsync=False) as dst:
+        local.put("k", b"v")
+        vs.sync(local, dst)
+    state = Path(os.environ["XDG_CACHE_HOME"]) / "visiona-storage" / "sync.sqlite"
+    assert state.stat().st_mode & 0o777 == 0o600
+
+
+def test_sync_command_state_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = _config(tmp_path / "a.yaml", tmp_path / "a")
+    b = _config(tmp_path / "b.yaml", tmp_path / "b")
+    with vs.open_store(a) as src:
+        _fill(src, _objects())
+    state = tmp_path / "kept" / "state.sqlite"
+    default = Path(os.environ["XDG_CACHE_HOME"]) / "visiona-storage"
+    assert main(["sync", "--from", str(a), "--to", str(b), "--state", str(state)]) == 0
+    assert main(["sync", "--from", str(a), "--to", str(b), "--no-state"]) == 0
+    assert state.exists()
+    assert not default.exists()
+    assert "skipped 5" in capsys.readouterr().out
+    with vs.open_store(a) as src, vs.open_store(b) as dst:
+        report = vs.sync(src, dst, state=state)
+    assert report.skipped_by_state == 5
+    with pytest.raises(SystemExit):
+        main(["sync", "--from", str(a), "--to", str(b), "--state", str(state), "--no-state"])
+    assert "not allowed with" in capsys.readouterr().err
+
+
+def test_sync_command_with_a_corrupt_state_prints_one_warning_line(tmp_path: Path) -> None:
+    a = _config(tmp_path / "a.yaml", tmp_path / "a")
+    b = _config(tmp_path / "b.yaml", tmp_path / "b")
+    with vs.open_store(a) as src:
+        _fill(src, _objects())
+    state = tmp_path / "state.sqlite"
+    state.write_bytes(b"\xff" * 4096)
+    command = [sys.executable, "-m", "visiona_storage", "sync", "--from", str(a), "--to", str(b)]
+    done = subprocess.run([*command, "--state", str(state)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        f"visiona-storage: sync state {state} unusable (file is not a database); syncing without it"
+    ]
+    assert done.stdout.startswith("copied 5 (")
+
+
+@pytest.mark.parametrize("problem", ["locked", "folder is a file"])
+def test_a_state_file_that_cannot_be_written_warns_once(
+    problem: str,
+    local: Store,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another run holding the file's write lock past the busy timeout, or a path
+    that cannot be made: one warning, and the sync is as without a cache."""
+    from visiona_storage import _sync_state  # noqa: PLC0415
+
+    monkeypatch.setattr(_sync_state, "BUSY_TIMEOUT_MS", 50)
+    if problem == "locked":
+        state = tmp_path / "state.sqlite"
+        with vs.LocalFSStore(tmp_path / "warm", fsync=False) as warm:
+            vs.sync(local, warm, state=state)  # makes the file
+        holder = sqlite3.connect(state, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+    else:
+        (tmp_path / "file").write_bytes(b"")
+        state = tmp_path / "file" / "state.sqlite"
+    try:
+        with vs.LocalFSStore(tmp_path / "dst", fsync=False) as dst:
+            _fill(local, _objects())
+            report = vs.sync(local, dst, state=state)
+            assert _contents(dst) == _contents(local)
+    finally:
+        if problem == "locked":
+            holder.close()
+    assert (report.copied, report.failed) == (5, 0)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "visiona_storage.sync"]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"visiona-storage: sync state {state} unusable (")

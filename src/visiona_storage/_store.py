@@ -41,6 +41,21 @@ class Store(abc.ABC):
     `list` yields them, and `get`, `stat`, `delete` and `presigned_get_url` take
     them, so that no object is out of reach. Writes always keep the rules."""
 
+    lists_details: ClassVar[bool] = False
+    """True where every `list` entry carries the listed version's real `etag`,
+    `size` and `last_modified` (to the second), as `stat` would report them at that
+    moment. `sync` keys its state cache on those three, so a backend that lists
+    placeholders must leave this False (the default), and `sync` then proves every
+    listed pair as if there were no cache."""
+
+    @property
+    def identity(self) -> str | None:
+        """A name for the objects this store reaches, the same in every process that
+        opens the same place (``localfs:/srv/data``, ``s3:https://host/bucket``), or
+        None (the default): `sync` records what it verified under this name, and
+        does not cache what a store without one holds."""
+        return None
+
     def put(
         self,
         key: str,

@@ -9,7 +9,9 @@ key:
 - at both: skipped only if both hold provably the same bytes (equal SHA-256, from
   what each store records or, failing that, from reading and hashing the object)
   with the same content type and metadata; else copied, replacing only the version
-  that was listed (``if_match``);
+  that was listed (``if_match``). With a state cache (`_sync_state`), a pair whose
+  two listed versions are ones this proof (or a verified copy) established before,
+  with equal SHA-256, content type and metadata, is skipped without a request;
 - only at the destination, with ``delete=True``: deleted, if it is still the
   version that was listed.
 
@@ -25,6 +27,7 @@ so memory stays bounded whatever the objects' number and size.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +44,7 @@ from ._errors import (
 from ._keys import check_prefix
 from ._models import ObjectInfo
 from ._store import Store
+from ._sync_state import SyncState, open_state
 
 DEFAULT_WORKERS = 8
 LARGE = 8 << 20
@@ -78,6 +82,8 @@ class SyncReport:
     failures: list[SyncEvent] = field(default_factory=list)
     """One ``"fail"`` event per key that failed, in the order they failed."""
     dry_run: bool = False
+    skipped_by_state: int = 0
+    """Of `skipped`, the keys skipped on the state cache alone, without a request."""
 
     @property
     def ok(self) -> bool:
@@ -106,6 +112,7 @@ def sync(
     dry_run: bool = False,
     workers: int = DEFAULT_WORKERS,
     progress: Callable[[SyncEvent], None] | None = None,
+    state: bool | str | os.PathLike[str] = True,
 ) -> SyncReport:
     """Copy to `dst` every object of `src` under `prefix` that `dst` does not hold
     byte for byte (with its content type and metadata); with `delete`, delete the
@@ -114,27 +121,43 @@ def sync(
 
     A key that fails (a destination that refuses the key, an object changed at the
     destination during the sync, a read or write error) is counted in `failed` and
-    the others go on; `progress` is called once per key, from worker threads, one
-    call at a time. Raises `InvalidKeyError` for a bad prefix and `StorageError`
-    if either listing fails (copies started before it finish; nothing past it is
-    deleted).
+    the others go on; `progress` is called once per key, from worker threads (or,
+    for a key skipped on the state cache, the calling thread), one call at a time.
+    Raises `InvalidKeyError` for a bad prefix and `StorageError` if either listing
+    fails (copies started before it finish; nothing past it is deleted).
+
+    `state` is the state cache: True (the default) the file
+    ``$XDG_CACHE_HOME/visiona-storage/sync.sqlite``, a path another file, False
+    none. It records the SHA-256, content type and metadata that this proof
+    established for each listed version (ETag, size, Last-Modified)
+    of a store with an `identity` and `lists_details`; a key whose two listed
+    versions both have rows that agree is skipped without reading or stat-ing
+    either. A cache that cannot be used logs one warning line and the sync goes on
+    without it.
     """
     check_prefix(prefix)
-    run = _SyncRun(src, dst, delete=delete, dry_run=dry_run, progress=progress)
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="vs-sync") as pool:
-        waiting = threading.BoundedSemaphore(2 * max(1, workers))
-        large = threading.BoundedSemaphore(LARGE_COPIES)
-        try:
-            for source, target in _pairs(src.list(prefix), dst.list(prefix)):
-                if source is None and not delete:
-                    continue
-                waiting.acquire()
-                gate = large if source is not None and source.size > LARGE else None
-                task = pool.submit(run.settle, source, target, gate)
-                task.add_done_callback(lambda _: waiting.release())
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+    cache = open_state(state)
+    run = _SyncRun(src, dst, delete=delete, dry_run=dry_run, progress=progress, state=cache)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="vs-sync") as pool:
+            waiting = threading.BoundedSemaphore(2 * max(1, workers))
+            large = threading.BoundedSemaphore(LARGE_COPIES)
+            try:
+                for source, target in _pairs(src.list(prefix), dst.list(prefix)):
+                    if source is None and not delete:
+                        continue
+                    if run.skip_on_state(source, target):
+                        continue
+                    waiting.acquire()
+                    gate = large if source is not None and source.size > LARGE else None
+                    task = pool.submit(run.settle, source, target, gate)
+                    task.add_done_callback(lambda _: waiting.release())
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+    finally:
+        if cache is not None:
+            cache.close()
     return run.report
 
 
@@ -170,9 +193,11 @@ class _SyncRun:
         delete: bool,
         dry_run: bool,
         progress: Callable[[SyncEvent], None] | None,
+        state: SyncState | None = None,
     ) -> None:
         self.src = src
         self.dst = dst
+        self.state = state
         self.delete = delete
         self.dry_run = dry_run
         self.progress = progress
@@ -181,6 +206,19 @@ class _SyncRun:
         self._unconditional_from: int | None = None
         """The smallest size at which `dst` refused a conditional put (`UnsupportedError`);
         from there on the condition is checked just before an unconditional put."""
+
+    def skip_on_state(self, source: ObjectInfo | None, target: ObjectInfo | None) -> bool:
+        """Report the pair skipped and return True if the state cache holds both
+        listed versions, verified with the same SHA-256, content type and metadata."""
+        if self.state is None or source is None or target is None or source.size != target.size:
+            return False
+        known = self.state.verified(self.src, source)
+        if known is None or known != self.state.verified(self.dst, target):
+            return False
+        with self._lock:
+            self.report.skipped_by_state += 1
+        self._report(SyncEvent("skip", source.key))
+        return True
 
     def settle(
         self, source: ObjectInfo | None, target: ObjectInfo | None, gate: threading.BoundedSemaphore | None
@@ -203,6 +241,9 @@ class _SyncRun:
             event = SyncEvent("fail", key, error=str(exc))
         except Exception as exc:  # a key's failure must not end the others
             event = SyncEvent("fail", key, error=f"{type(exc).__name__}: {exc}")
+        self._report(event)
+
+    def _report(self, event: SyncEvent) -> None:
         with self._lock:
             self.report._add(event)
             if self.progress is not None:
@@ -218,11 +259,14 @@ class _SyncRun:
             # A listing may leave out content type, metadata and SHA-256.
             full_source = self.src.stat(source.key)
             full_target = self.dst.stat(target.key)
-            sha256 = _sha256_of(self.src, full_source)
+            sha256, hashed_source = _sha256_of(self.src, full_source)
+            target_sha256, hashed_target = _sha256_of(self.dst, full_target)
+            self._record(self.src, hashed_source, sha256)
+            self._record(self.dst, hashed_target, target_sha256)
             if (
                 full_source.content_type == full_target.content_type
                 and full_source.metadata == full_target.metadata
-                and sha256 == _sha256_of(self.dst, full_target)
+                and sha256 == target_sha256
             ):
                 return SyncEvent("skip", source.key)
             return self._copy(full_source, target, sha256)
@@ -232,7 +276,7 @@ class _SyncRun:
         """Copy `source` over `target` (the destination's listed version, or None)."""
         if self.dry_run:
             return SyncEvent("copy", source.key, source.size)
-        sha256 = sha256 or source.sha256 or _sha256_of(self.src, source)
+        sha256 = sha256 or source.sha256 or _sha256_of(self.src, source)[0]
         condition = {"if_match": target.etag} if target is not None else {"if_none_match": "*"}
         checked_first = self._unconditional_from is not None and source.size >= self._unconditional_from
         if not checked_first:
@@ -263,7 +307,15 @@ class _SyncRun:
             raise StorageError(
                 f"the destination reports SHA-256 {stored.sha256} for {key!r}, not {sha256}", key
             )
+        # The destination stored only bytes of `sha256`, so they are what was read.
+        self._record(self.src, info, sha256)
+        if stored.sha256 is not None:  # else `stored` may describe a version we did not see
+            self._record(self.dst, stored, sha256)
         return SyncEvent("copy", key, stored.size)
+
+    def _record(self, store: Store, info: ObjectInfo, sha256: str) -> None:
+        if self.state is not None:
+            self.state.record(store, info, sha256)
 
     def _check_unchanged(self, key: str, target: ObjectInfo | None) -> None:
         """Raise `PreconditionFailedError` unless the destination still holds what was
@@ -281,15 +333,19 @@ class _SyncRun:
             return SyncEvent("delete", target.key)
         self._check_unchanged(target.key, target)
         self.dst.delete(target.key)
+        if self.state is not None:
+            self.state.forget(self.dst, target.key)
         return SyncEvent("delete", target.key)
 
 
-def _sha256_of(store: Store, info: ObjectInfo) -> str:
-    """The object's SHA-256: as the store records it, else by reading it through."""
+def _sha256_of(store: Store, info: ObjectInfo) -> tuple[str, ObjectInfo]:
+    """The object's SHA-256 and the version it is of: as the store records it for
+    `info`, else by reading the object through (the version read)."""
     if info.sha256 is not None:
-        return info.sha256
+        return info.sha256, info
     digest = hashlib.sha256()
     with store.get(info.key) as reader:
         for chunk in reader.iter_chunks():
             digest.update(chunk)
-    return digest.hexdigest()
+        read = reader.info
+    return digest.hexdigest(), read

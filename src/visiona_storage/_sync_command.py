@@ -4,7 +4,8 @@
 ``s3``) or the path of another configuration file. Output: with ``--dry-run``,
 one line per object that would be copied or deleted; a summary line; one line on
 stderr per key that failed (then the exit status is 1); on a terminal, a
-progress line on stderr while it runs.
+progress line on stderr while it runs. ``--state FILE`` keeps the state cache in
+FILE instead of the default; ``--no-state`` runs without one.
 """
 
 from __future__ import annotations
@@ -42,6 +43,20 @@ def add_sync_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
     parser.add_argument(
         "--workers", type=int, default=DEFAULT_WORKERS, help=f"parallel transfers (default {DEFAULT_WORKERS})"
     )
+    cache = parser.add_mutually_exclusive_group()
+    cache.add_argument(
+        "--state",
+        metavar="FILE",
+        default=None,
+        help="the state cache of what earlier runs verified "
+        "(default: $XDG_CACHE_HOME/visiona-storage/sync.sqlite)",
+    )
+    cache.add_argument(
+        "--no-state",
+        dest="state",
+        action="store_false",
+        help="use no state cache: prove every listed pair by stat or by hashing",
+    )
     parser.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
@@ -67,6 +82,7 @@ def run_sync(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             workers=args.workers,
             progress=output.event,
+            state=True if args.state is None else args.state,
         )
         output.finish(report)
     return 0 if report.ok else 1

@@ -22,6 +22,9 @@ class _Object:
 class MemoryStore(Store):
     """A `Store` that keeps every object in memory; thread-safe, lost on exit."""
 
+    lists_details = True
+    # identity stays None: what a store that ends with its process holds is never cached.
+
     def __init__(self) -> None:
         self._objects: dict[str, _Object] = {}
         self._lock = threading.Lock()

@@ -746,6 +746,25 @@ class StoreConformance(AsyncConformance):
         assert listed.content_type in ("", info.content_type)
         assert listed.metadata in ({}, info.metadata)
 
+    def test_identity_is_a_stable_name_or_none(self, store: Store) -> None:
+        identity = store.identity
+        assert identity is None or (isinstance(identity, str) and identity)
+        assert store.identity == identity
+
+    def test_a_store_that_lists_details_lists_what_stat_reports(self, store: Store) -> None:
+        """`Store.lists_details`: `sync`'s state cache keys on the listed ETag, size
+        and Last-Modified (to the second), so they must be the version's own."""
+        if not store.lists_details:
+            pytest.skip(f"{type(store).__name__}.lists_details is False")
+        store.put("d/a", b"one")
+        store.put("d/b", b"two, longer", metadata={"k": "v"})
+        store.put("d/a", b"uno")
+        for listed in store.list("d/"):
+            info = store.stat(listed.key)
+            assert (listed.etag, listed.size) == (info.etag, info.size)
+            assert listed.last_modified.replace(microsecond=0) == info.last_modified.replace(microsecond=0)
+            assert listed.last_modified.utcoffset() == timedelta(0)
+
     def test_list_is_lazy(self, store: Store) -> None:
         for i in range(5):
             store.put(f"lazy/{i}", b"x")

@@ -40,6 +40,8 @@ class LocalFSStore(Committing, Listing, Store):
     are never followed. Raises `StorageError` if the root cannot be opened.
     """
 
+    lists_details = True
+
     def __init__(
         self,
         root: str | os.PathLike[str] = "./data/storage",
@@ -64,9 +66,15 @@ class LocalFSStore(Committing, Listing, Store):
             self._root_dev = os.fstat(self._root_fd).st_dev
         except OSError as exc:
             raise StorageError(f"cannot open storage root {self.root!r}: {exc.strerror}") from exc
+        self._identity = f"localfs:{os.path.realpath(self.root)}"
 
     def __repr__(self) -> str:
         return f"LocalFSStore(root={self.root!r}, base_url={self.base_url!r}, fsync={self.fsync})"
+
+    @property
+    def identity(self) -> str:
+        """``localfs:`` and the root's real path (symlinks resolved)."""
+        return self._identity
 
     @property
     def signer(self) -> URLSigner:

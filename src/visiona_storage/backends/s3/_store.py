@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -31,6 +32,7 @@ from ...driver import (
 )
 from ._errors import error_code, s3_errors
 from ._setup import set_up_bucket
+from ._timestamps import parse_timestamp
 from ._upload import MultipartUpload, create_while_reading, part_size_for, parts, run_aborting
 
 log = logging.getLogger("visiona_storage.s3")
@@ -62,6 +64,7 @@ class S3Store(Store):
     """
 
     reads_foreign_keys = True
+    lists_details = True
 
     def __init__(
         self,
@@ -107,7 +110,11 @@ class S3Store(Store):
             request_checksum_calculation="when_required" if custom else "when_supported",
             response_checksum_validation="when_required" if custom else "when_supported",
         )
+        core = botocore.session.get_session()
+        # Listings and HEADs give times in two formats: both become aware UTC, fast.
+        core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
         session = boto3.session.Session(
+            botocore_session=core,
             aws_access_key_id=access_key,
             aws_secret_access_key=secret_key,
             aws_session_token=session_token,
@@ -122,6 +129,12 @@ class S3Store(Store):
                 f"cannot use S3 endpoint {self.endpoint!r} in region {region!r}: {exc}"
             ) from exc
         self._where = self.endpoint or f"AWS S3 ({region})"
+
+    @property
+    def identity(self) -> str:
+        """``s3:``, the endpoint (``aws`` for AWS, where bucket names are global) and
+        the bucket: ``s3:https://rgw.example:7480/models``."""
+        return f"s3:{self.endpoint or 'aws'}/{self.bucket}"
 
     def __repr__(self) -> str:
         return f"S3Store(bucket={self.bucket!r}, endpoint={self._where!r})"
