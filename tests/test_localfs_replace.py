@@ -111,3 +111,48 @@ def test_a_durable_put_over_an_object_renames(tmp_path: Path, renames: Calls) ->
         store.put("m/a.json", b"22")
         assert len(renames) == 2  # the sidecar, then the data
         assert store.get("m/a.json").read() == b"22"
+
+
+def _put_at_once(store: vs.Store, keys: tuple[str, ...]) -> dict[str, str]:
+    """Put each of `keys` (its own name as its bytes) from its own thread, all
+    released at once; how each ended: "stored", "conflict: ..." or the error."""
+    import threading  # noqa: PLC0415
+
+    barrier = threading.Barrier(len(keys))
+    outcome: dict[str, str] = {}
+
+    def put(key: str) -> None:
+        barrier.wait()
+        try:
+            store.put(key, key.encode())
+            outcome[key] = "stored"
+        except vs.KeyConflictError as exc:
+            outcome[key] = f"conflict: {exc}"
+        except Exception as exc:
+            outcome[key] = f"{type(exc).__name__}: {exc}"
+
+    threads = [threading.Thread(target=put, args=(key,)) for key in keys]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcome
+
+
+@pytest.mark.parametrize("fsync", [False, True], ids=["lazy", "durable"])
+def test_an_object_and_a_folder_at_one_name_at_once_never_swap(tmp_path: Path, fsync: bool) -> None:
+    """``x/b`` put while ``x/b/c`` makes the folder ``x/b``: one of them wins and the
+    other gets `KeyConflictError`. A lazy replace swaps names, and swapping the
+    object with a folder made an instant after the check moved that folder, with
+    the objects in it, to a temp name."""
+    with vs.LocalFSStore(tmp_path, fsync=fsync) as store:
+        for round_ in range(150):
+            folder = f"r{round_}"
+            outcome = _put_at_once(store, (f"{folder}/b", f"{folder}/b/c"))
+            stored = [key for key, how in outcome.items() if how == "stored"]
+            assert len(stored) == 1, outcome
+            other = ({f"{folder}/b", f"{folder}/b/c"} - set(stored)).pop()
+            assert outcome[other].startswith("conflict: "), outcome
+            assert "folder" in outcome[other]
+            assert store.get(stored[0]).read() == stored[0].encode()
+            assert sorted(os.listdir(tmp_path / folder)) in (["b"], ["b", "b.meta.json"])

@@ -78,20 +78,30 @@ class Committing(Reading):
         again at commit. Raises ``OSError`` and the errors of `_check_slot` and
         `_check_condition`."""
         folder, name = split_key(key)
-        dir_fd = tree.open_folder(self._root_fd, folder, create=True, key=key)
-        assert dir_fd is not None
-        try:
-            found = self._check_slot(dir_fd, name, key)
-            if if_match is not None or if_none_match is not None:
-                self._check_condition(dir_fd, name, key, if_match, if_none_match, found=found)
-            temp = TempFile(dir_fd, durable=self.fsync, on_full=self._reclaimer.made_room)
-        except BaseException:
+        for _ in range(MAX_ATTEMPTS):
+            dir_fd = tree.open_folder(self._root_fd, folder, create=True, key=key)
+            assert dir_fd is not None
+            try:
+                found = self._check_slot(dir_fd, name, key)
+                if if_match is not None or if_none_match is not None:
+                    self._check_condition(dir_fd, name, key, if_match, if_none_match, found=found)
+                temp = TempFile(dir_fd, durable=self.fsync, on_full=self._reclaimer.made_room)
+            except OSError:
+                # An object put at the folder's own name removes the folder while it
+                # is still empty: walk again (and meet that object).
+                vanished = tree.is_removed(dir_fd)
+                os.close(dir_fd)
+                if vanished:
+                    continue
+                raise
+            except BaseException:
+                os.close(dir_fd)
+                raise
+            if keep_folder:
+                return temp, dir_fd
             os.close(dir_fd)
-            raise
-        if keep_folder:
-            return temp, dir_fd
-        os.close(dir_fd)
-        return temp, None
+            return temp, None
+        raise StorageError(f"the folder of {key!r} keeps disappearing", key)
 
     def _finish_put(self, put: PutPlan, temp: TempFile, etag: str, *, opened: int | None) -> ObjectInfo:
         """Publish the written `temp` at the put's key (see `_commit`, which takes

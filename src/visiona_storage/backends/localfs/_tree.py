@@ -85,7 +85,11 @@ def _open_child(parent: int, name: str, *, create: bool, key: str, where: str) -
     except NotADirectoryError:
         return _not_a_folder(parent, name, create=create, key=key, where=where)
     try:
-        os.mkdir(name, 0o755, dir_fd=parent)
+        # Under the parent's lock, which a put holds from checking its object's name
+        # to publishing it there: a folder made at that name in between would be
+        # replaced by (or, fsync off, swapped with) the object.
+        with folder_lock(parent):
+            os.mkdir(name, 0o755, dir_fd=parent)
     except FileExistsError:
         pass
     except FileNotFoundError:
