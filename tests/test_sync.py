@@ -4,9 +4,11 @@ keys, ``--delete`` and ``--dry-run``."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -420,6 +422,10 @@ class _Counting(Store):
     def lists_details(self) -> bool:  # type: ignore[override]
         return self.inner.lists_details
 
+    @property
+    def lists_metadata(self) -> bool:  # type: ignore[override]
+        return self.inner.lists_metadata
+
     def _put(
         self, key: str, body: Body, metadata: dict[str, str], content_type: str, **kw: Any
     ) -> ObjectInfo:
@@ -464,7 +470,7 @@ def test_a_rerun_skips_on_the_state_cache_without_reading_either_side(
     assert vs.sync(src, dst).copied == 5
     src.reads = dst.reads = 0
     again = vs.sync(src, dst)
-    assert (again.copied, again.skipped, again.skipped_by_state, again.failed) == (0, 5, 5, 0)
+    assert (again.copied, again.skipped, again.skipped_as_listed, again.failed) == (0, 5, 5, 0)
     assert (src.reads, dst.reads) == (0, 0)
 
 
@@ -472,9 +478,10 @@ def test_a_skip_proved_without_the_cache_is_cached_for_the_next_run(local: Store
     _fill(local, _objects())
     assert vs.sync(local, cached_dst, state=False).copied == 5
     first = vs.sync(local, cached_dst)
-    assert (first.skipped, first.skipped_by_state) == (5, 0)
+    # A localfs listing is its own proof; an S3 one needs the cache, filled by this run.
+    assert (first.skipped, first.skipped_as_listed) == (5, 5 if cached_dst.lists_metadata else 0)
     second = vs.sync(local, cached_dst)
-    assert (second.skipped, second.skipped_by_state) == (5, 5)
+    assert (second.skipped, second.skipped_as_listed) == (5, 5)
 
 
 def test_a_destination_changed_behind_syncs_back_is_recopied(
@@ -489,7 +496,7 @@ def test_a_destination_changed_behind_syncs_back_is_recopied(
     else:
         cached_dst.put("top.json", b'{"a": 2}')
     report = vs.sync(local, cached_dst)
-    assert (report.copied, report.skipped, report.skipped_by_state) == (1, 4, 4)
+    assert (report.copied, report.skipped, report.skipped_as_listed) == (1, 4, 4)
     assert cached_dst.get("top.json").read() == b'{"a": 1}'
     assert cached_dst.stat("top.json").content_type == local.stat("top.json").content_type
 
@@ -500,10 +507,10 @@ def test_a_source_rewritten_with_other_metadata_is_recopied(local: Store, tmp_pa
     with vs.LocalFSStore(tmp_path / "dst", fsync=False) as dst:
         local.put("a", b"data", metadata={"v": "1"})
         assert vs.sync(local, dst).copied == 1
-        assert vs.sync(local, dst).skipped_by_state == 1
+        assert vs.sync(local, dst).skipped_as_listed == 1
         local.put("a", b"data", metadata={"v": "2"})
         report = vs.sync(local, dst)
-        assert (report.copied, report.skipped_by_state) == (1, 0)
+        assert (report.copied, report.skipped_as_listed) == (1, 0)
         assert dst.stat("a").metadata == {"v": "2"}
 
 
@@ -519,7 +526,7 @@ def test_a_corrupt_state_file_warns_once_and_the_sync_goes_on(
         again = vs.sync(local, dst, state=state)
         assert _contents(dst) == _contents(local)
     assert (report.copied, report.failed) == (5, 0)
-    assert (again.skipped, again.skipped_by_state) == (5, 0)
+    assert again.skipped == 5
     warnings = [r.getMessage() for r in caplog.records if r.name == "visiona_storage.sync"]
     assert len(warnings) == 2  # one per run
     assert all(w.startswith(f"visiona-storage: sync state {state} unusable (") for w in warnings)
@@ -530,7 +537,7 @@ def test_with_state_false_nothing_is_cached(local: Store, tmp_path: Path) -> Non
         _fill(local, _objects())
         vs.sync(local, dst, state=False)
         report = vs.sync(local, dst, state=False)
-    assert (report.skipped, report.skipped_by_state) == (5, 0)
+    assert (report.skipped, report.skipped_as_listed) == (5, 5)  # the localfs listings prove it
     assert not (Path(os.environ["XDG_CACHE_HOME"]) / "visiona-storage").exists()
 
 
@@ -556,7 +563,7 @@ def test_sync_command_state_options(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "skipped 5" in capsys.readouterr().out
     with vs.open_store(a) as src, vs.open_store(b) as dst:
         report = vs.sync(src, dst, state=state)
-    assert report.skipped_by_state == 5
+    assert report.skipped_as_listed == 5
     with pytest.raises(SystemExit):
         main(["sync", "--from", str(a), "--to", str(b), "--state", str(state), "--no-state"])
     assert "not allowed with" in capsys.readouterr().err
@@ -582,15 +589,19 @@ def test_sync_command_with_a_corrupt_state_prints_one_warning_line(tmp_path: Pat
 def test_a_state_file_that_cannot_be_written_warns_once(
     problem: str,
     local: Store,
+    moto: S3Server,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Another run holding the file's write lock past the busy timeout, or a path
-    that cannot be made: one warning, and the sync is as without a cache."""
+    that cannot be made: one warning, and the sync is as without a cache. (S3's
+    versions are cached: its listing lacks their SHA-256.)"""
     from visiona_storage import _sync_state  # noqa: PLC0415
 
     monkeypatch.setattr(_sync_state, "BUSY_TIMEOUT_MS", 50)
+    monkeypatch.setattr(_sync_state, "BATCH", 2)
+    bucket = moto.new_bucket()
     if problem == "locked":
         state = tmp_path / "state.sqlite"
         with vs.LocalFSStore(tmp_path / "warm", fsync=False) as warm:
@@ -601,14 +612,103 @@ def test_a_state_file_that_cannot_be_written_warns_once(
         (tmp_path / "file").write_bytes(b"")
         state = tmp_path / "file" / "state.sqlite"
     try:
-        with vs.LocalFSStore(tmp_path / "dst", fsync=False) as dst:
+        with moto.store(bucket) as dst:
             _fill(local, _objects())
             report = vs.sync(local, dst, state=state)
             assert _contents(dst) == _contents(local)
     finally:
         if problem == "locked":
             holder.close()
+        moto.drop_bucket(bucket)
     assert (report.copied, report.failed) == (5, 0)
     warnings = [r.getMessage() for r in caplog.records if r.name == "visiona_storage.sync"]
     assert len(warnings) == 1
     assert warnings[0].startswith(f"visiona-storage: sync state {state} unusable (")
+
+
+# What the cache must never be fooled by.
+
+
+@pytest.mark.parametrize("how", ["new inode, same time", "sidecar removed"])
+def test_a_localfs_file_replaced_by_hand_is_never_skipped_on_the_cache(
+    local: Store, tmp_path: Path, how: str
+) -> None:
+    """Same bytes and the same modification time, but not the version sync saw: a
+    restore, ``cp -p`` then ``mv``, or a sidecar deleted by hand. The store tells
+    the file apart (by inode, or finds no record), so must sync: the metadata
+    travels again."""
+    state = tmp_path / "state.sqlite"
+    with vs.LocalFSStore(tmp_path / "dst", fsync=False) as dst:
+        local.put("k", b"hello", metadata={"owner": "alice"}, content_type="application/x-model")
+        assert vs.sync(local, dst, state=state).copied == 1
+        path = tmp_path / "dst" / "k"
+        if how == "sidecar removed":
+            (tmp_path / "dst" / "k.meta.json").unlink()
+        else:
+            shutil.copy2(path, tmp_path / "k.copy")
+            os.replace(tmp_path / "k.copy", path)
+        assert dst.stat("k").metadata == {}
+        report = vs.sync(local, dst, state=state)
+        assert (report.copied, report.skipped) == (1, 0)
+        assert dst.stat("k").metadata == {"owner": "alice"}
+
+
+def _plant(state: Path, store: Store, listed: ObjectInfo, sha256: str, content_type: str) -> None:
+    """Write the row another user could: `listed` said to hold `sha256`, no metadata."""
+    from visiona_storage._sync_state import _micros  # noqa: PLC0415
+
+    row = (store.identity, listed.key, listed.etag, listed.size, _micros(listed), sha256, content_type, "{}")
+    with contextlib.closing(sqlite3.connect(state, isolation_level=None)) as db:
+        db.execute("INSERT OR REPLACE INTO verified VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+
+
+@pytest.mark.parametrize("problem", ["writable by others", "another user's"])
+def test_a_state_file_others_can_write_is_not_trusted(
+    local: Store, moto: S3Server, tmp_path: Path, caplog: pytest.LogCaptureFixture, problem: str
+) -> None:
+    """Rows another user planted would make sync skip what it must copy: such a file
+    gets one warning and the sync proves every pair as without a cache."""
+    state = tmp_path / "state.sqlite"
+    bucket = moto.new_bucket()
+    try:
+        with moto.store(bucket) as dst:
+            local.put("k", b"hello")
+            assert vs.sync(local, dst, state=state).copied == 1
+            if problem == "writable by others":
+                state.chmod(0o666)
+            else:
+                os.chown(state, 12345, 12345)
+            moto.client().put_object(Bucket=bucket, Key="k", Body=b"HELLO")  # same size, other bytes
+            _plant(
+                state,
+                dst,
+                next(dst.list()),
+                hashlib.sha256(b"hello").hexdigest(),
+                local.stat("k").content_type,
+            )
+            caplog.clear()
+            report = vs.sync(local, dst, state=state)
+            assert (report.copied, report.skipped) == (1, 0)
+            assert dst.get("k").read() == b"hello"
+    finally:
+        moto.drop_bucket(bucket)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "visiona_storage.sync"]
+    assert len(warnings) == 1
+    assert "other user" in warnings[0]
+
+
+@pytest.mark.parametrize("inner", [True, False], ids=["destination inside", "source inside"])
+def test_stores_that_overlap_are_refused_before_anything_is_done(tmp_path: Path, inner: bool) -> None:
+    """A destination whose root holds the source's would list the source's files as
+    its own, and ``delete=True`` would delete them."""
+    with (
+        vs.LocalFSStore(tmp_path / "d" / "sub", fsync=False) as sub,
+        vs.LocalFSStore(tmp_path / "d") as outer,
+    ):
+        sub.put("x1", b"precious")
+        src, dst = (sub, outer) if inner else (outer, sub)
+        with pytest.raises(vs.InvalidArgumentError, match="overlap"):
+            vs.sync(src, dst, delete=True)
+        with pytest.raises(vs.InvalidArgumentError, match="one"):
+            vs.sync(sub, sub)
+        assert sub.get("x1").read() == b"precious"

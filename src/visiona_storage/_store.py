@@ -48,6 +48,14 @@ class Store(abc.ABC):
     placeholders must leave this False (the default), and `sync` then proves every
     listed pair as if there were no cache."""
 
+    lists_metadata: ClassVar[bool] = False
+    """True where every `list` entry also carries the listed version's real
+    `content_type`, `metadata` and `sha256` (or None where the store records no
+    SHA-256), as `stat` would report them at that moment. `sync` then compares
+    such entries as listed, with no stat and no state cache: the store's own
+    listing is the proof. Leave False (the default) where a listing leaves any
+    of them out."""
+
     @property
     def identity(self) -> str | None:
         """A name for the objects this store reaches, the same in every process that

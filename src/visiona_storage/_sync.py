@@ -9,9 +9,11 @@ key:
 - at both: skipped only if both hold provably the same bytes (equal SHA-256, from
   what each store records or, failing that, from reading and hashing the object)
   with the same content type and metadata; else copied, replacing only the version
-  that was listed (``if_match``). With a state cache (`_sync_state`), a pair whose
-  two listed versions are ones this proof (or a verified copy) established before,
-  with equal SHA-256, content type and metadata, is skipped without a request;
+  that was listed (``if_match``). A pair whose two listed versions are known to
+  hold equal SHA-256, content type and metadata is skipped without a request:
+  known from the listing itself where the store lists them
+  (`Store.lists_metadata`), else from the state cache (`_sync_state`), which
+  holds what this proof (or a verified copy) established before;
 - only at the destination, with ``delete=True``: deleted, if it is still the
   version that was listed.
 
@@ -36,6 +38,7 @@ from typing import Literal
 
 from ._errors import (
     ChecksumMismatchError,
+    InvalidArgumentError,
     NotFoundError,
     PreconditionFailedError,
     StorageError,
@@ -44,7 +47,7 @@ from ._errors import (
 from ._keys import check_prefix
 from ._models import ObjectInfo
 from ._store import Store
-from ._sync_state import SyncState, open_state
+from ._sync_state import SyncState, Verified, as_listed, open_state
 
 DEFAULT_WORKERS = 8
 LARGE = 8 << 20
@@ -82,8 +85,10 @@ class SyncReport:
     failures: list[SyncEvent] = field(default_factory=list)
     """One ``"fail"`` event per key that failed, in the order they failed."""
     dry_run: bool = False
-    skipped_by_state: int = 0
-    """Of `skipped`, the keys skipped on the state cache alone, without a request."""
+    skipped_as_listed: int = 0
+    """Of `skipped`, the keys skipped on the two listings alone, without a request
+    per key: each side's listing carried its SHA-256, content type and metadata
+    (`Store.lists_metadata`), or the state cache knew the listed version."""
 
     @property
     def ok(self) -> bool:
@@ -129,13 +134,18 @@ def sync(
     `state` is the state cache: True (the default) the file
     ``$XDG_CACHE_HOME/visiona-storage/sync.sqlite``, a path another file, False
     none. It records the SHA-256, content type and metadata that this proof
-    established for each listed version (ETag, size, Last-Modified)
-    of a store with an `identity` and `lists_details`; a key whose two listed
-    versions both have rows that agree is skipped without reading or stat-ing
-    either. A cache that cannot be used logs one warning line and the sync goes on
-    without it.
+    established for each listed version (ETag, size, Last-Modified) of a store
+    with an `identity` and `lists_details` whose listing lacks them (S3); a key
+    whose two listed versions are both known to agree is skipped without reading
+    or stat-ing either. A cache that cannot be used logs one warning line and the
+    sync goes on without it.
+
+    Raises `InvalidArgumentError`, before anything is done, if `src` and `dst` are
+    the same store or one's `identity` lies inside the other's (a localfs root
+    within the other's): the destination would list the source's own objects.
     """
     check_prefix(prefix)
+    _check_apart(src, dst)
     cache = open_state(state)
     run = _SyncRun(src, dst, delete=delete, dry_run=dry_run, progress=progress, state=cache)
     try:
@@ -146,7 +156,7 @@ def sync(
                 for source, target in _pairs(src.list(prefix), dst.list(prefix)):
                     if source is None and not delete:
                         continue
-                    if run.skip_on_state(source, target):
+                    if run.skip_as_listed(source, target):
                         continue
                     waiting.acquire()
                     gate = large if source is not None and source.size > LARGE else None
@@ -159,6 +169,20 @@ def sync(
         if cache is not None:
             cache.close()
     return run.report
+
+
+def _check_apart(src: Store, dst: Store) -> None:
+    """Raise `InvalidArgumentError` if `src` and `dst` are one store or nest."""
+    if src is dst:
+        raise InvalidArgumentError("sync needs two stores: the source and the destination are one")
+    a, b = src.identity, dst.identity
+    if a is None or b is None:
+        return
+    if a == b or b.startswith(a.rstrip("/") + "/") or a.startswith(b.rstrip("/") + "/"):
+        raise InvalidArgumentError(
+            f"the source ({a}) and the destination ({b}) overlap: each would list the "
+            f"other's objects as its own; sync between stores apart"
+        )
 
 
 def _pairs(
@@ -207,18 +231,25 @@ class _SyncRun:
         """The smallest size at which `dst` refused a conditional put (`UnsupportedError`);
         from there on the condition is checked just before an unconditional put."""
 
-    def skip_on_state(self, source: ObjectInfo | None, target: ObjectInfo | None) -> bool:
-        """Report the pair skipped and return True if the state cache holds both
-        listed versions, verified with the same SHA-256, content type and metadata."""
-        if self.state is None or source is None or target is None or source.size != target.size:
+    def skip_as_listed(self, source: ObjectInfo | None, target: ObjectInfo | None) -> bool:
+        """Report the pair skipped and return True if both listed versions are known
+        to hold the same SHA-256, content type and metadata (`_known`)."""
+        if source is None or target is None or source.size != target.size:
             return False
-        known = self.state.verified(self.src, source)
-        if known is None or known != self.state.verified(self.dst, target):
+        known = self._known(self.src, source)
+        if known is None or known != self._known(self.dst, target):
             return False
         with self._lock:
-            self.report.skipped_by_state += 1
+            self.report.skipped_as_listed += 1
         self._report(SyncEvent("skip", source.key))
         return True
+
+    def _known(self, store: Store, listed: ObjectInfo) -> Verified | None:
+        """The SHA-256, content type and metadata of the version `listed`: from the
+        listing where the store lists them, else from the state cache, else None."""
+        if store.lists_metadata and listed.sha256 is not None:
+            return as_listed(listed)
+        return None if self.state is None else self.state.verified(store, listed)
 
     def settle(
         self, source: ObjectInfo | None, target: ObjectInfo | None, gate: threading.BoundedSemaphore | None

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import calendar
 import contextlib
+import errno
 import json
 import logging
 import os
 import sqlite3
+import stat
 import threading
 from pathlib import Path
 from typing import NamedTuple
@@ -98,8 +100,18 @@ def open_state(state: bool | str | os.PathLike[str]) -> SyncState | None:
 
 def usable(store: Store) -> str | None:
     """The name under which `store`'s versions are cached, or None if they are not:
-    a store without an `identity`, or whose listings lack real details."""
-    return store.identity if store.lists_details else None
+    a store without an `identity`, whose listings lack real details, or whose
+    listings carry all the cache would (`Store.lists_metadata`: its own listing,
+    which tells versions apart as the store does, is the proof)."""
+    if store.lists_metadata or not store.lists_details:
+        return None
+    return store.identity
+
+
+def as_listed(listed: ObjectInfo) -> Verified:
+    """What a listing that carries them says of a version (`Store.lists_metadata`)."""
+    assert listed.sha256 is not None
+    return Verified(listed.sha256, listed.content_type, _json(listed.metadata))
 
 
 class SyncState:
@@ -113,7 +125,15 @@ class SyncState:
         self._records: list[tuple[str, str, str, int, int, str, str, str]] = []
         self._forgets: list[tuple[str, str]] = []
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        _check_private(path.parent, os.stat(path.parent), folder=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            _check_private(path, os.fstat(fd))
+        finally:
+            os.close(fd)
+        for suffix in ("-wal", "-shm", "-journal"):  # SQLite's own files beside it
+            with contextlib.suppress(FileNotFoundError):
+                _check_private(Path(f"{path}{suffix}"), os.lstat(f"{path}{suffix}"))
         db = sqlite3.connect(
             path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
         )
@@ -156,8 +176,16 @@ class SyncState:
         name = usable(store)
         if name is None:
             return
-        metadata = json.dumps(info.metadata, sort_keys=True, ensure_ascii=False)
-        row = (name, info.key, info.etag, info.size, _micros(info), sha256, info.content_type, metadata)
+        row = (
+            name,
+            info.key,
+            info.etag,
+            info.size,
+            _micros(info),
+            sha256,
+            info.content_type,
+            _json(info.metadata),
+        )
         with self._lock:
             if self._db is not None:
                 self._records.append(row)
@@ -212,6 +240,24 @@ class SyncState:
             self._db = None
         self._records.clear()
         self._forgets.clear()
+
+
+def _check_private(path: Path, st: os.stat_result, *, folder: bool = False) -> None:
+    """Raise `PermissionError` unless only this user (or root) can change `path`:
+    rows another user could write would make `sync` skip what it must copy. A
+    folder writable by others passes only with its sticky bit (``/tmp``), which
+    keeps them from replacing this user's files."""
+    kind = stat.S_ISDIR(st.st_mode) if folder else stat.S_ISREG(st.st_mode)
+    if not kind:
+        raise PermissionError(errno.EPERM, f"{path} is not a {'folder' if folder else 'regular file'}")
+    if st.st_uid not in (os.geteuid(), 0):
+        raise PermissionError(errno.EPERM, f"{path} belongs to another user")
+    if st.st_mode & 0o022 and not (folder and st.st_mode & stat.S_ISVTX):
+        raise PermissionError(errno.EPERM, f"{path} can be written by other users")
+
+
+def _json(metadata: dict[str, str]) -> str:
+    return json.dumps(metadata, sort_keys=True, ensure_ascii=False)
 
 
 def _micros(info: ObjectInfo) -> int:

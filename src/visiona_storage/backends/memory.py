@@ -23,6 +23,7 @@ class MemoryStore(Store):
     """A `Store` that keeps every object in memory; thread-safe, lost on exit."""
 
     lists_details = True
+    lists_metadata = True
     # identity stays None: what a store that ends with its process holds is never cached.
 
     def __init__(self) -> None:

@@ -765,6 +765,22 @@ class StoreConformance(AsyncConformance):
             assert listed.last_modified.replace(microsecond=0) == info.last_modified.replace(microsecond=0)
             assert listed.last_modified.utcoffset() == timedelta(0)
 
+    def test_a_store_that_lists_metadata_lists_what_stat_reports(self, store: Store) -> None:
+        """`Store.lists_metadata`: `sync` skips on the listed SHA-256, content type and
+        metadata alone, so they must be the listed version's own."""
+        if not store.lists_metadata:
+            pytest.skip(f"{type(store).__name__}.lists_metadata is False")
+        store.put("m/a", b"one", metadata={"k": "v", "model": "模型 ü"}, content_type="text/plain")
+        store.put("m/b", b"two")
+        store.put("m/a", b"uno", metadata={"k": "w"}, content_type="application/x-model")
+        for listed in store.list("m/"):
+            info = store.stat(listed.key)
+            assert (listed.content_type, listed.metadata, listed.sha256) == (
+                info.content_type,
+                info.metadata,
+                info.sha256,
+            )
+
     def test_list_is_lazy(self, store: Store) -> None:
         for i in range(5):
             store.put(f"lazy/{i}", b"x")

@@ -41,6 +41,7 @@ class LocalFSStore(Committing, Listing, Store):
     """
 
     lists_details = True
+    lists_metadata = True
 
     def __init__(
         self,
