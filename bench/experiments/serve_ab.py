@@ -78,6 +78,7 @@ def main() -> None:
             for _ in range(options.mib):
                 out.write(os.urandom(MiB))
         servers: list[tuple[Variant, subprocess.Popen[bytes], str, str]] = []
+        started: list[subprocess.Popen[bytes]] = []  # stopped at the end, even if presigning failed
         try:
             for variant in variants:
                 port = _free_port()
@@ -95,6 +96,7 @@ def main() -> None:
                     stderr=subprocess.DEVNULL,
                     env=env,
                 )
+                started.append(server)
                 _wait(port)  # serve has made the root and its signing key: presign reads them
                 servers.append((variant, server, *_presign(variant.python, variant.source, root, base)))
             for round_ in range(options.rounds + 1):  # the first is a warm-up
@@ -124,9 +126,9 @@ def main() -> None:
                         variant.loop_cpu.append(loop)
                         variant.loop_faults.append(faults)
         finally:
-            for _, server, _, _ in servers:
+            for server in started:
                 server.send_signal(signal.SIGINT)
-            for _, server, _, _ in servers:
+            for server in started:
                 server.wait(20)
     print(f"{options.mib} MiB, {options.rounds} rounds, median (min-max)")
     for v in variants:

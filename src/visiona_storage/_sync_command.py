@@ -20,6 +20,7 @@ from typing import TextIO
 
 from ._config import StorageConfig, check_config, load_config, open_store
 from ._errors import ConfigError
+from ._malloc_arenas import SYNC_ARENAS, limit_malloc_arenas
 from ._store import Store
 from ._sync import DEFAULT_WORKERS, SyncEvent, SyncReport, sync
 
@@ -71,6 +72,7 @@ def run_sync(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
     config = load_config(args.config)
+    limit_malloc_arenas(SYNC_ARENAS)
     show = args.progress if args.progress is not None else sys.stderr.isatty()
     with open_named(config, args.source, "--from") as src, open_named(config, args.target, "--to") as dst:
         output = _Output(sys.stdout, sys.stderr if show else None, dry_run=args.dry_run)
