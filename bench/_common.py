@@ -7,6 +7,7 @@ its min-max over the runs.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import platform
@@ -212,3 +213,28 @@ def write_json(path: str, figures: list[Figure], about: dict[str, object], folde
     with open(path, "w") as out:
         json.dump({"machine": machine(folder), **about, "figures": rows}, out, indent=1)
         out.write("\n")
+
+
+class LoopStallWatch:
+    """The worst lateness (seconds) of a task that sleeps 1 ms at a time, while it
+    runs: how long the event loop was kept from it."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> LoopStallWatch:
+        self._task = asyncio.ensure_future(self._tick())
+        await asyncio.sleep(0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _tick(self) -> None:
+        while True:
+            start = time.perf_counter()
+            await asyncio.sleep(0.001)
+            self.worst = max(self.worst, time.perf_counter() - start - 0.001)

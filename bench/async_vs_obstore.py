@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import os
 import tempfile
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -29,7 +28,7 @@ import obstore
 from obstore.store import LocalStore
 
 import visiona_storage as vs
-from _common import Figure, interleaved, table
+from _common import Figure, LoopStallWatch, interleaved, table
 from s3_vs_boto3 import boto3_client, obstore_s3, start_ceph, stop_ceph
 
 MiB = 1 << 20
@@ -81,30 +80,6 @@ def small_figures(runs: int, where: str, ours: vs.Store, theirs: Any) -> list[Fi
     return found
 
 
-class _Watch:
-    """The worst lateness of a task that sleeps 1 ms at a time, while it runs."""
-
-    def __init__(self) -> None:
-        self.worst = 0.0
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> _Watch:
-        self._task = asyncio.ensure_future(self._tick())
-        await asyncio.sleep(0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _tick(self) -> None:
-        while True:
-            start = time.perf_counter()
-            await asyncio.sleep(0.001)
-            self.worst = max(self.worst, time.perf_counter() - start - 0.001)
-
-
 def big_figures(runs: int, mib: int, folder: str) -> list[Figure]:
     """An async 256 MiB put and get against the sync ones, and the loop's worst stall."""
     chunk = os.urandom(MiB)
@@ -122,18 +97,18 @@ def big_figures(runs: int, mib: int, folder: str) -> list[Figure]:
                 yield chunk
 
         async def async_put() -> None:
-            async with _Watch() as watch:
+            async with LoopStallWatch() as watch:
                 await astore.put("big/async", chunks(), size=mib * MiB)
             stalls["put"].append(watch.worst * 1000)
 
         async def async_get() -> None:
-            async with _Watch() as watch, astore.get("big/async") as reader:
+            async with LoopStallWatch() as watch, astore.get("big/async") as reader:
                 async for _ in reader:
                     pass
             stalls["get"].append(watch.worst * 1000)
 
         async def idle() -> None:
-            async with _Watch() as watch:
+            async with LoopStallWatch() as watch:
                 await asyncio.sleep(0.5)
             stalls["idle"].append(watch.worst * 1000)
 

@@ -39,8 +39,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import visiona_storage as vs  # in a child, the variant's: its folder comes first on the path
+from _common import LoopStallWatch
 
 MiB = 1 << 20
+BENCH = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KINDS = ("put", "get", "get 4M", "trip")
 
 
@@ -50,30 +52,6 @@ class Variant:
     source: str
     ratios: dict[str, list[float]] = field(default_factory=lambda: {kind: [] for kind in KINDS})
     stalls: dict[str, list[float]] = field(default_factory=lambda: {"put": [], "get": []})
-
-
-class _Ticker:
-    """The worst lateness (seconds) of a task that sleeps 1 ms at a time, while it runs."""
-
-    def __init__(self) -> None:
-        self.worst = 0.0
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> _Ticker:
-        self._task = asyncio.ensure_future(self._tick())
-        await asyncio.sleep(0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _tick(self) -> None:
-        while True:
-            start = time.perf_counter()
-            await asyncio.sleep(0.001)
-            self.worst = max(self.worst, time.perf_counter() - start - 0.001)
 
 
 def _timed(action: Callable[[], object]) -> float:
@@ -100,12 +78,12 @@ def measure(mib: int, runs: int, folder: str) -> dict[str, Any]:
                 yield chunk
 
         async def async_put() -> None:
-            async with _Ticker() as ticker:
+            async with LoopStallWatch() as ticker:
                 await astore.put("big/async", chunks(), size=mib * MiB)
             stalls["put"].append(ticker.worst * 1000)
 
         async def async_get() -> None:
-            async with _Ticker() as ticker, astore.get("big/async") as reader:
+            async with LoopStallWatch() as ticker, astore.get("big/async") as reader:
                 async for _ in reader:
                     pass
             stalls["get"].append(ticker.worst * 1000)
@@ -175,7 +153,8 @@ def main() -> None:
             shift = round_ % len(variants)
             for variant in variants[shift:] + variants[:shift]:
                 folder = os.path.join(work, variant.name)
-                env = dict(os.environ, PYTHONPATH=os.path.abspath(variant.source))
+                path = [os.path.abspath(variant.source), BENCH]  # the variant's code first
+                env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
                 command = [sys.executable, os.path.abspath(__file__), "--measure", folder]
                 command += ["--mib", str(options.mib), "--runs", str(options.runs)]
                 out = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
