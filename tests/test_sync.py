@@ -712,3 +712,29 @@ def test_stores_that_overlap_are_refused_before_anything_is_done(tmp_path: Path,
         with pytest.raises(vs.InvalidArgumentError, match="one"):
             vs.sync(sub, sub)
         assert sub.get("x1").read() == b"precious"
+
+
+def test_a_source_root_that_does_not_exist_is_refused_not_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped source root would open as an empty store, and ``--delete`` would
+    then delete everything at the destination."""
+    missing = _config(tmp_path / "typo.yaml", tmp_path / "no-such-root")
+    b = _config(tmp_path / "b.yaml", tmp_path / "b")
+    with vs.open_store(b) as dst:
+        _fill(dst, _objects())
+    assert main(["sync", "--from", str(missing), "--to", str(b), "--delete"]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err
+    assert "no-such-root" in err
+    assert not (tmp_path / "no-such-root").exists()
+    with vs.open_store(b) as dst:
+        assert len(list(dst.list())) == len(_objects())
+
+
+def test_two_stores_on_one_root_are_refused(tmp_path: Path) -> None:
+    with vs.LocalFSStore(tmp_path / "r") as a, vs.LocalFSStore(tmp_path / "r") as b:
+        a.put("k", b"v")
+        with pytest.raises(vs.InvalidArgumentError, match="one store"):
+            vs.sync(a, b, delete=True)
+        assert a.get("k").read() == b"v"

@@ -178,7 +178,9 @@ def _check_apart(src: Store, dst: Store) -> None:
     a, b = src.identity, dst.identity
     if a is None or b is None:
         return
-    if a == b or b.startswith(a.rstrip("/") + "/") or a.startswith(b.rstrip("/") + "/"):
+    if a == b:
+        raise InvalidArgumentError(f"the source and the destination are one store ({a})")
+    if b.startswith(a.rstrip("/") + "/") or a.startswith(b.rstrip("/") + "/"):
         raise InvalidArgumentError(
             f"the source ({a}) and the destination ({b}) overlap: each would list the "
             f"other's objects as its own; sync between stores apart"

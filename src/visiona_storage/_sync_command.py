@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -21,7 +22,6 @@ from typing import TextIO
 from ._config import StorageConfig, check_config, load_config, open_store
 from ._errors import ConfigError
 from ._malloc_arenas import SYNC_ARENAS, limit_malloc_arenas
-from ._store import Store
 from ._sync import DEFAULT_WORKERS, SyncEvent, SyncReport, sync
 
 BACKENDS = ("localfs", "s3")
@@ -74,7 +74,15 @@ def run_sync(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     limit_malloc_arenas(SYNC_ARENAS)
     show = args.progress if args.progress is not None else sys.stderr.isatty()
-    with open_named(config, args.source, "--from") as src, open_named(config, args.target, "--to") as dst:
+    source = config_named(config, args.source, "--from")
+    target = config_named(config, args.target, "--to")
+    if source.backend == "localfs" and not os.path.isdir(source.localfs.root):
+        # Opening it would make an empty root, and --delete would then empty the destination.
+        raise ConfigError(
+            f"--from {args.source!r}: the localfs root {os.path.abspath(source.localfs.root)} "
+            f"does not exist (a source is never created)"
+        )
+    with open_store(source) as src, open_store(target) as dst:
         output = _Output(sys.stdout, sys.stderr if show else None, dry_run=args.dry_run)
         report = sync(
             src,
@@ -90,13 +98,13 @@ def run_sync(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def open_named(config: StorageConfig, name: str, option: str) -> Store:
-    """The store `name` means: a backend of `config`, or the one another
-    configuration file describes. Raises `ConfigError`."""
+def config_named(config: StorageConfig, name: str, option: str) -> StorageConfig:
+    """The configuration of the store `name` means: a backend of `config`, or the
+    one another configuration file describes. Raises `ConfigError`."""
     if name in BACKENDS:
-        return open_store(check_config(replace(config, backend=name)))
+        return check_config(replace(config, backend=name))
     try:
-        return open_store(load_config(name))
+        return load_config(name)
     except ConfigError as exc:
         raise ConfigError(f"{option} {name!r}: not one of {', '.join(BACKENDS)}; {exc}") from None
 
