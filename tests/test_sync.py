@@ -340,7 +340,11 @@ def test_sync_command_between_configuration_files(tmp_path: Path, capsys: pytest
     assert main(["sync", "--from", str(a), "--to", str(b), "--progress"]) == 0
     captured = capsys.readouterr()
     assert captured.out.startswith("copied 5 (")
-    assert "\r" in captured.err
+    # Not a terminal: whole lines a log can hold, no redrawing.
+    assert captured.err.startswith("copied ")
+    assert captured.err.endswith("\n")
+    assert "\r" not in captured.err
+    assert "\x1b" not in captured.err
     with vs.open_store(a) as src, vs.open_store(b) as dst:
         assert _contents(dst) == _contents(src)
         dst.put("extra", b"x")
@@ -738,3 +742,19 @@ def test_two_stores_on_one_root_are_refused(tmp_path: Path) -> None:
         with pytest.raises(vs.InvalidArgumentError, match="one store"):
             vs.sync(a, b, delete=True)
         assert a.get("k").read() == b"v"
+
+
+def test_the_progress_line_is_redrawn_on_a_terminal_only() -> None:
+    from visiona_storage._sync_command import _Output  # noqa: PLC0415
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal, out = Terminal(), io.StringIO()
+    output = _Output(out, terminal, dry_run=False)
+    output.event(vs.SyncEvent("copy", "a", 3))
+    output.finish(output.report)
+    assert terminal.getvalue().startswith("\rcopied 1 (")
+    assert terminal.getvalue().endswith("\r\x1b[K")
+    assert out.getvalue().startswith("copied 1 (")

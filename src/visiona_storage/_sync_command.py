@@ -4,7 +4,8 @@
 ``s3``) or the path of another configuration file. Output: with ``--dry-run``,
 one line per object that would be copied or deleted; a summary line; one line on
 stderr per key that failed (then the exit status is 1); on a terminal, a
-progress line on stderr while it runs. ``--state FILE`` keeps the state cache in
+progress line on stderr while it runs (``--progress`` elsewhere: a line every
+`LOGGED_EVERY` seconds). ``--state FILE`` keeps the state cache in
 FILE instead of the default; ``--no-state`` runs without one.
 """
 
@@ -109,6 +110,10 @@ def config_named(config: StorageConfig, name: str, option: str) -> StorageConfig
         raise ConfigError(f"{option} {name!r}: not one of {', '.join(BACKENDS)}; {exc}") from None
 
 
+LOGGED_EVERY = 5.0
+"""Seconds between progress lines written to a file or a pipe."""
+
+
 class _Output:
     """What ``sync`` prints as keys are settled (called one event at a time)."""
 
@@ -120,6 +125,9 @@ class _Output:
         self.started = time.monotonic()
         self._drawn = 0.0
         self._lock = threading.Lock()
+        self._redraws = progress is not None and progress.isatty()
+        """A terminal gets one line drawn over and over; a file or pipe (``--progress``
+        redirected) a line every `LOGGED_EVERY` seconds, each ended."""
 
     def event(self, event: SyncEvent) -> None:
         with self._lock:
@@ -131,9 +139,11 @@ class _Output:
                 self._clear()
                 print(f"visiona-storage: failed: {shown(event.key)}: {event.error}", file=sys.stderr)
             now = time.monotonic()
-            if self.progress is not None and now - self._drawn >= 0.1:
+            every = 0.1 if self._redraws else LOGGED_EVERY
+            if self.progress is not None and now - self._drawn >= every:
                 self._drawn = now
-                self.progress.write(f"\r{self._summary(now)}")
+                line = self._summary(now)
+                self.progress.write(f"\r{line}" if self._redraws else f"{line}\n")
                 self.progress.flush()
 
     def finish(self, report: SyncReport) -> None:
@@ -150,7 +160,7 @@ class _Output:
         )
 
     def _clear(self) -> None:
-        if self.progress is not None and self._drawn:
+        if self.progress is not None and self._drawn and self._redraws:
             self.progress.write("\r\x1b[K")
             self.progress.flush()
 
