@@ -29,7 +29,7 @@ from obstore.store import LocalStore
 
 import visiona_storage as vs
 from _common import Figure, LoopStallWatch, interleaved, table
-from s3_vs_boto3 import boto3_client, obstore_s3, start_ceph, stop_ceph
+from s3_vs_boto3 import boto3_client, ceph_env, obstore_s3
 
 MiB = 1 << 20
 CONCURRENT = 1000
@@ -162,11 +162,7 @@ def figures(runs: int = 5, mib: int = 256, folder: str | None = None) -> list[Fi
             os.makedirs(os.path.join(work, "theirs"))
             found += small_figures(runs, "localfs, fsync off", ours, LocalStore(os.path.join(work, "theirs")))
         found += big_figures(runs, mib, work)
-        env = dict(os.environ)
-        started_here = "CEPH_RGW_ENDPOINT" not in env
-        if started_here:
-            env.update(start_ceph(os.path.join(work, "ceph")))
-        try:
+        with ceph_env(os.path.join(work, "ceph")) as env:
             boto3_client(env).create_bucket(Bucket="bench-async")
             with vs.S3Store(
                 "bench-async",
@@ -175,9 +171,6 @@ def figures(runs: int = 5, mib: int = 256, folder: str | None = None) -> list[Fi
                 secret_key=env["CEPH_RGW_SECRET_KEY"],
             ) as ours_s3:
                 found += small_figures(runs, "Ceph", ours_s3, obstore_s3(env, "bench-async"))
-        finally:
-            if started_here:
-                stop_ceph(os.path.join(work, "ceph"))
     return found
 
 

@@ -43,9 +43,7 @@ def _chart(rows: list[dict[str, Any]], title: str, path: str) -> None:
     fig, ax = plt.subplots(figsize=(10, 0.6 * len(rows) + 1.4))
     names = [f"{_short(row['name'])}\nvs {_short(row['baseline'])}" for row in rows]
     ratios = [row["ratio"] for row in rows]
-    spans = [
-        (row["ratio"] - min(row["ratios"]), max(row["ratios"]) - row["ratio"]) for row in rows
-    ]
+    spans = [(row["ratio"] - min(row["ratios"]), max(row["ratios"]) - row["ratio"]) for row in rows]
     positions = range(len(rows))
     ax.barh(positions, ratios, xerr=list(zip(*spans, strict=True)), color="#3b7dd8", label="ours")
     ax.axvline(1.0, color="#444", linestyle="--", linewidth=1, label="baseline (1.0)")

@@ -27,7 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -182,34 +183,27 @@ def figures(runs: int = 3, sizes: tuple[int, ...] = (64, 1024), folder: str | No
     """S3Store against raw boto3 and obstore on Ceph; each transfer in a process of its own."""
     install_commands({"curl": "curl"})
     found: list[Figure] = []
-    with tempfile.TemporaryDirectory(dir=folder) as work:
-        env = dict(os.environ)
-        started_here = "CEPH_RGW_ENDPOINT" not in env
-        if started_here:
-            env.update(start_ceph(os.path.join(work, "ceph")))
+    with tempfile.TemporaryDirectory(dir=folder) as work, ceph_env(os.path.join(work, "ceph")) as env:
+        if "CEPH_RGW_ENDPOINT" not in os.environ:  # started here: its daemons' CPU counts
             env[SERVER_PIDS] = ",".join(str(pid) for pid in ceph_pids(os.path.join(work, "ceph")))
-        try:
-            bucket = "bench"
-            boto3_client(env).create_bucket(Bucket=bucket)
-            for mib in sizes:
-                source = os.path.join(work, f"source-{mib}.bin")
-                with open(source, "wb") as out:
-                    for _ in range(mib):
-                        out.write(os.urandom(MiB))
-                for operation in ("put", "get"):
-                    # curl gets the object our put stored
-                    clients = ("boto3", "obstore", "ours") + (("curl",) if operation == "get" else ())
-                    results: dict[str, list[dict[str, float]]] = {who: [] for who in clients}
-                    for run in range(runs + 1):
-                        for who in clients:
-                            result = _run_child(f"{who}-{operation}", source, bucket, env)
-                            if run:  # the first round warms up
-                                results[who].append(result)
-                    found += _figures(operation, mib, results)
-                os.unlink(source)
-        finally:
-            if started_here:
-                stop_ceph(os.path.join(work, "ceph"))
+        bucket = "bench"
+        boto3_client(env).create_bucket(Bucket=bucket)
+        for mib in sizes:
+            source = os.path.join(work, f"source-{mib}.bin")
+            with open(source, "wb") as out:
+                for _ in range(mib):
+                    out.write(os.urandom(MiB))
+            for operation in ("put", "get"):
+                # curl gets the object our put stored
+                clients = ("boto3", "obstore", "ours") + (("curl",) if operation == "get" else ())
+                results: dict[str, list[dict[str, float]]] = {who: [] for who in clients}
+                for run in range(runs + 1):
+                    for who in clients:
+                        result = _run_child(f"{who}-{operation}", source, bucket, env)
+                        if run:  # the first round warms up
+                            results[who].append(result)
+                found += _figures(operation, mib, results)
+            os.unlink(source)
     return found
 
 
@@ -280,6 +274,22 @@ def start_ceph(folder: str) -> dict[str, str]:
 
 def stop_ceph(folder: str) -> None:
     subprocess.run(["bash", str(ROOT / "scripts/ceph-rgw"), "stop", folder], check=False)
+
+
+@contextmanager
+def ceph_env(folder: str) -> Iterator[dict[str, str]]:
+    """This process's environment with a Ceph RGW's endpoint and keys: the cluster
+    CEPH_RGW_ENDPOINT, CEPH_RGW_ACCESS_KEY and CEPH_RGW_SECRET_KEY name, else a
+    throw-away one started in `folder` and stopped at the end."""
+    env = dict(os.environ)
+    if "CEPH_RGW_ENDPOINT" in env:
+        yield env
+        return
+    env.update(start_ceph(folder))
+    try:
+        yield env
+    finally:
+        stop_ceph(folder)
 
 
 def main() -> None:

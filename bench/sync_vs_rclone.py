@@ -33,7 +33,7 @@ import yaml
 
 import visiona_storage as vs
 from _common import Figure, install_commands, table
-from s3_vs_boto3 import boto3_client, start_ceph, stop_ceph
+from s3_vs_boto3 import boto3_client, ceph_env
 
 MiB = 1 << 20
 TOOLS = ("ours", "rclone", "aws")
@@ -55,11 +55,7 @@ def figures(
     install_commands({"rclone": "rclone", "time": "time"})
     with tempfile.TemporaryDirectory(dir=folder) as work:
         aws = _awscli(work)
-        env = dict(os.environ)
-        started_here = "CEPH_RGW_ENDPOINT" not in env
-        if started_here:
-            env.update(start_ceph(os.path.join(work, "ceph")))
-        try:
+        with ceph_env(os.path.join(work, "ceph")) as env:
             if rerun_only:
                 return [_rerun_figure(_dataset(Path(work, "many"), many, 1024), many, runs, env, aws, work)]
             sets = {
@@ -72,9 +68,6 @@ def figures(
                 shutil.rmtree(root)
             found.append(_rerun_figure(_dataset(Path(work, "many"), many, 1024), many, runs, env, aws, work))
             return found
-        finally:
-            if started_here:
-                stop_ceph(os.path.join(work, "ceph"))
 
 
 def _copy_figures(name: str, root: Path, runs: int, env: dict[str, str], aws: str, work: str) -> list[Figure]:

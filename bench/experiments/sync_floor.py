@@ -37,7 +37,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from s3_vs_boto3 import boto3_client, start_ceph, stop_ceph
+from s3_vs_boto3 import boto3_client, ceph_env
 from sync_vs_rclone import _awscli, _check_copied, _command, _dataset, _empty, _run, _tool_env
 
 MiB = 1 << 20
@@ -113,11 +113,7 @@ def main() -> None:
     tools = LARGE_TOOLS if options.mib > 8 else SMALL_TOOLS
     with tempfile.TemporaryDirectory(dir=options.dir) as work:
         aws = _awscli(work)
-        env = dict(os.environ)
-        started_here = "CEPH_RGW_ENDPOINT" not in env
-        if started_here:
-            env.update(start_ceph(os.path.join(work, "ceph")))
-        try:
+        with ceph_env(os.path.join(work, "ceph")) as env:
             root = _dataset(Path(work, "data"), options.count, options.mib * MiB)
             client = boto3_client(env)
             seconds: dict[str, list[float]] = {tool: [] for tool in tools}
@@ -146,9 +142,6 @@ def main() -> None:
                     _empty(client, bucket)
                     if run:
                         seconds[tool].append(took)
-        finally:
-            if started_here:
-                stop_ceph(os.path.join(work, "ceph"))
     print(
         f"{options.count} x {options.mib} MiB, localfs to Ceph, {options.runs} runs: median (min-max) seconds"
     )
