@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -345,19 +345,22 @@ def test_close_waits_for_calls_in_flight_and_refuses_new_ones() -> None:
     asyncio.run(main())
 
 
-class HeldReader(vs.ObjectReader):
-    """A reader whose reads wait for the test, and which notes a close during a read."""
+class WaitingReader(vs.ObjectReader):
+    """A reader of `data` whose every read first calls `wait` (a gate the test opens,
+    a delay); it counts its reads and notes a close during a read."""
 
-    def __init__(self, info: ObjectInfo, data: bytes, gate: threading.Event) -> None:
+    def __init__(self, info: ObjectInfo, data: bytes, wait: Callable[[], object]) -> None:
         super().__init__(info, len(data))
-        self.data, self.gate, self.offset = data, gate, 0
+        self.data, self.wait, self.offset = data, wait, 0
+        self.reads = 0
         self.reading = False
         self.closed_while_reading = False
 
     def _read(self, size: int) -> bytes:
         self.reading = True
         try:
-            self.gate.wait(5)
+            self.wait()
+            self.reads += 1
             chunk = self.data[self.offset : self.offset + size]
             self.offset += len(chunk)
             return chunk
@@ -372,11 +375,11 @@ class HeldReads(vs.MemoryStore):
     def __init__(self) -> None:
         super().__init__()
         self.gate = threading.Event()
-        self.readers: list[HeldReader] = []
+        self.readers: list[WaitingReader] = []
 
     def _get(self, key: str, start: int, end: int | None) -> ObjectReader:
         with super()._get(key, start, end) as whole:
-            reader = HeldReader(whole.info, whole.read(), self.gate)
+            reader = WaitingReader(whole.info, whole.read(), lambda: self.gate.wait(5))
         self.readers.append(reader)
         return reader
 
@@ -612,41 +615,15 @@ def test_a_source_reusing_its_buffer_stores_exactly_what_it_yielded() -> None:
     asyncio.run(main())
 
 
-class CountedReader(vs.ObjectReader):
-    """A reader of `data` that counts its reads, each taking `delay` seconds, and
-    notes a close during a read."""
-
-    def __init__(self, info: ObjectInfo, data: bytes, delay: float) -> None:
-        super().__init__(info, len(data))
-        self.data, self.delay, self.offset = data, delay, 0
-        self.reads = 0
-        self.reading = False
-        self.closed_while_reading = False
-
-    def _read(self, size: int) -> bytes:
-        self.reading = True
-        try:
-            threading.Event().wait(self.delay)
-            self.reads += 1
-            chunk = self.data[self.offset : self.offset + size]
-            self.offset += len(chunk)
-            return chunk
-        finally:
-            self.reading = False
-
-    def _release(self) -> None:
-        self.closed_while_reading = self.reading
-
-
 class CountedReads(vs.MemoryStore):
     def __init__(self, delay: float = 0.0) -> None:
         super().__init__()
         self.delay = delay
-        self.readers: list[CountedReader] = []
+        self.readers: list[WaitingReader] = []
 
     def _get(self, key: str, start: int, end: int | None) -> ObjectReader:
         with super()._get(key, start, end) as whole:
-            reader = CountedReader(whole.info, whole.read(), self.delay)
+            reader = WaitingReader(whole.info, whole.read(), lambda: threading.Event().wait(self.delay))
         self.readers.append(reader)
         return reader
 
@@ -717,7 +694,7 @@ def test_closing_a_reader_early_stops_reading_ahead() -> None:
 
 
 def test_a_failed_read_ahead_raises_its_typed_error_after_the_chunks_before_it() -> None:
-    class FailingThird(CountedReader):
+    class FailingThird(WaitingReader):
         def _read(self, size: int) -> bytes:
             if self.reads == 2:
                 raise vs.StorageError("the disk went away")
@@ -726,7 +703,7 @@ def test_a_failed_read_ahead_raises_its_typed_error_after_the_chunks_before_it()
     class Failing(CountedReads):
         def _get(self, key: str, start: int, end: int | None) -> ObjectReader:
             with vs.MemoryStore._get(self, key, start, end) as whole:
-                reader = FailingThird(whole.info, whole.read(), 0.0)
+                reader = FailingThird(whole.info, whole.read(), lambda: None)
             self.readers.append(reader)
             return reader
 
