@@ -22,7 +22,7 @@ from typing import TextIO
 
 from ._config import StorageConfig, check_config, load_config, open_store
 from ._errors import ConfigError
-from ._malloc_arenas import SYNC_ARENAS, limit_malloc_arenas
+from ._malloc import SYNC_ARENAS, limit_malloc_arenas
 from ._sync import DEFAULT_WORKERS, SyncEvent, SyncReport, sync
 
 BACKENDS = ("localfs", "s3")

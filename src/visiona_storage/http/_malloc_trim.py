@@ -16,6 +16,8 @@ import ctypes
 import ctypes.util
 from collections.abc import Callable
 
+from .._malloc import mallopt
+
 
 def _find_malloc_trim() -> Callable[[int], int] | None:
     name = ctypes.util.find_library("c")
@@ -47,14 +49,9 @@ def keep_freed_heap() -> bool:
     the top of the heap as soon as half a MiB of it is free, and a 256 MiB upload
     through `serve` then faults about 80 MiB back in on the event loop. Whether it
     was set (False elsewhere than glibc)."""
-    name = ctypes.util.find_library("c")
-    if name is None or _MALLOC_TRIM is None:
+    if _MALLOC_TRIM is None:
         return False
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, HEAP_BLOCKS)) and bool(mallopt(_M_TRIM_THRESHOLD, KEPT_FREE))
+    return mallopt(_M_MMAP_THRESHOLD, HEAP_BLOCKS) and mallopt(_M_TRIM_THRESHOLD, KEPT_FREE)
 
 
 class MemoryReturner:
