@@ -21,7 +21,7 @@ import argparse
 import asyncio
 import os
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import obstore
@@ -80,49 +80,64 @@ def small_figures(runs: int, where: str, ours: vs.Store, theirs: Any) -> list[Fi
     return found
 
 
+class BigTransfers:
+    """A put and a get of `mib` MiB in 1 MiB chunks on `store`, through an
+    `AsyncStore` of it (``big/async``) and through the store itself (``big/sync``),
+    each a call to time; the async ones note the event loop's worst stall (ms) in
+    ``stalls["put"]`` and ``stalls["get"]``."""
+
+    def __init__(self, store: vs.Store, mib: int, stalls: dict[str, list[float]]) -> None:
+        self.store = store
+        self.astore = vs.AsyncStore(store)  # left open: closing it would close the store
+        self.mib = mib
+        self.stalls = stalls
+        self._chunk = os.urandom(MiB)
+
+    def async_put(self) -> None:
+        asyncio.run(self._async_put())
+
+    def async_get(self) -> None:
+        asyncio.run(self._async_get())
+
+    def sync_put(self) -> None:
+        self.store.put("big/sync", (self._chunk for _ in range(self.mib)), size=self.mib * MiB)
+
+    def sync_get(self, size: int = MiB) -> None:
+        with self.store.get("big/sync") as reader:
+            for _ in reader.iter_chunks(size):
+                pass
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        for _ in range(self.mib):
+            yield self._chunk
+
+    async def _async_put(self) -> None:
+        async with LoopStallWatch() as watch:
+            await self.astore.put("big/async", self._chunks(), size=self.mib * MiB)
+        self.stalls["put"].append(watch.worst * 1000)
+
+    async def _async_get(self) -> None:
+        async with LoopStallWatch() as watch, self.astore.get("big/async") as reader:
+            async for _ in reader:
+                pass
+        self.stalls["get"].append(watch.worst * 1000)
+
+
 def big_figures(runs: int, mib: int, folder: str) -> list[Figure]:
     """An async 256 MiB put and get against the sync ones, and the loop's worst stall."""
-    chunk = os.urandom(MiB)
     stalls: dict[str, list[float]] = {"put": [], "get": [], "idle": []}
     found = []
     with vs.LocalFSStore(os.path.join(folder, "big"), fsync=False) as store:
-        astore = vs.AsyncStore(store)  # left open: closing it would close the store
-
-        async def chunks() -> AsyncIterator[bytes]:
-            for _ in range(mib):
-                yield chunk
-
-        def sync_chunks() -> Iterator[bytes]:
-            for _ in range(mib):
-                yield chunk
-
-        async def async_put() -> None:
-            async with LoopStallWatch() as watch:
-                await astore.put("big/async", chunks(), size=mib * MiB)
-            stalls["put"].append(watch.worst * 1000)
-
-        async def async_get() -> None:
-            async with LoopStallWatch() as watch, astore.get("big/async") as reader:
-                async for _ in reader:
-                    pass
-            stalls["get"].append(watch.worst * 1000)
+        big = BigTransfers(store, mib, stalls)
 
         async def idle() -> None:
             async with LoopStallWatch() as watch:
                 await asyncio.sleep(0.5)
             stalls["idle"].append(watch.worst * 1000)
 
-        def sync_put() -> None:
-            store.put("big/sync", sync_chunks(), size=mib * MiB)
-
-        def sync_get() -> None:
-            with store.get("big/sync") as reader:
-                for _ in reader.iter_chunks(MiB):
-                    pass
-
         for operation, mine, theirs in (
-            ("put", lambda: asyncio.run(async_put()), sync_put),
-            ("get", lambda: asyncio.run(async_get()), sync_get),
+            ("put", big.async_put, big.sync_put),
+            ("get", big.async_get, big.sync_get),
         ):
             seconds, sync_seconds = interleaved(runs, mine, theirs, store._reclaimer.drain)
             found.append(

@@ -33,13 +33,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import visiona_storage as vs  # in a child, the variant's: its folder comes first on the path
-from _common import LoopStallWatch
+from async_vs_obstore import BigTransfers
 
 MiB = 1 << 20
 BENCH = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -62,34 +62,14 @@ def _timed(action: Callable[[], object]) -> float:
 
 def measure(mib: int, runs: int, folder: str) -> dict[str, Any]:
     """One round in this process: the ratios of each kind and the stalls (ms)."""
-    chunk = os.urandom(MiB)
     ratios: dict[str, list[float]] = {kind: [] for kind in KINDS}
     stalls: dict[str, list[float]] = {"put": [], "get": []}
     with vs.LocalFSStore(folder, fsync=False) as store, ThreadPoolExecutor(1) as pool:
-        astore = vs.AsyncStore(store)  # left open: closing it would close the store
+        big = BigTransfers(store, mib, stalls)
         settle = getattr(getattr(store, "_reclaimer", None), "drain", lambda: None)
 
-        async def chunks() -> AsyncIterator[bytes]:
-            for _ in range(mib):
-                yield chunk
-
-        def sync_chunks() -> Iterator[bytes]:
-            for _ in range(mib):
-                yield chunk
-
-        async def async_put() -> None:
-            async with LoopStallWatch() as ticker:
-                await astore.put("big/async", chunks(), size=mib * MiB)
-            stalls["put"].append(ticker.worst * 1000)
-
-        async def async_get() -> None:
-            async with LoopStallWatch() as ticker, astore.get("big/async") as reader:
-                async for _ in reader:
-                    pass
-            stalls["get"].append(ticker.worst * 1000)
-
         async def async_get_4m() -> None:
-            async with astore.get("big/async") as reader:
+            async with big.astore.get("big/async") as reader:
                 while await reader.read(4 * MiB):
                     pass
 
@@ -99,22 +79,11 @@ def measure(mib: int, runs: int, folder: str) -> dict[str, Any]:
                 while await loop.run_in_executor(pool, reader.read, MiB):
                     pass
 
-        def sync_put() -> None:
-            store.put("big/sync", sync_chunks(), size=mib * MiB)
-
-        def sync_get(size: int) -> Callable[[], None]:
-            def get() -> None:
-                with store.get("big/sync") as reader:
-                    for _ in reader.iter_chunks(size):
-                        pass
-
-            return get
-
         pairs: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {
-            "put": (lambda: asyncio.run(async_put()), sync_put),
-            "get": (lambda: asyncio.run(async_get()), sync_get(MiB)),
-            "get 4M": (lambda: asyncio.run(async_get_4m()), sync_get(4 * MiB)),
-            "trip": (lambda: asyncio.run(trip_get()), sync_get(MiB)),
+            "put": (big.async_put, big.sync_put),
+            "get": (big.async_get, big.sync_get),
+            "get 4M": (lambda: asyncio.run(async_get_4m()), lambda: big.sync_get(4 * MiB)),
+            "trip": (lambda: asyncio.run(trip_get()), big.sync_get),
         }
         for index in range(runs + 1):  # the first is a warm-up
             for kind, (mine, theirs) in pairs.items():
