@@ -152,9 +152,10 @@ def test_a_page_uploads_to_serve_and_reads_etag_and_metadata(
     browser: Any, pages: tuple[PageServer, PageServer], tmp_path: Path
 ) -> None:
     allowed, other = pages
-    with LiveServer() as live, vs.LocalFSStore(
-        tmp_path / "storage", base_url=f"{live.url}/storage", fsync=False
-    ) as store:
+    with (
+        LiveServer() as live,
+        vs.LocalFSStore(tmp_path / "storage", base_url=f"{live.url}/storage", fsync=False) as store,
+    ):
         live.serve(create_app(store, cors_origins=[allowed.origin]))
         put_url = store.presigned_put_url("browser/model.onnx", 300, "application/octet-stream")
         get_url = store.presigned_get_url("browser/model.onnx", 300)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -344,3 +346,21 @@ def test_the_client_parses_timestamps_with_our_parser(
     assert len(parsed) >= 2  # the listing's and the HEAD's at least
     assert listed.last_modified.tzinfo is UTC
     assert listed.last_modified.replace(microsecond=0) == info.last_modified
+
+
+def test_async_store_threads_fit_in_the_connection_pool(
+    moto: S3Server, bucket: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`AsyncStore`'s 16 worker threads each hold a connection at once: the pool
+    keeps them all, rather than closing the extras after each request."""
+    store = _store(moto, bucket)
+
+    async def main() -> None:
+        astore = vs.AsyncStore(store)
+        await asyncio.gather(*(astore.put(f"k/{n}", b"x" * 4096) for n in range(200)))
+        await asyncio.gather(*(astore.stat(f"k/{n}") for n in range(200)))
+
+    with caplog.at_level(logging.WARNING, logger="urllib3"):
+        asyncio.run(main())
+    store.close()
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]

@@ -90,7 +90,9 @@ def test_on_ceph_a_page_of_the_origin_may_put_and_read_the_metadata(ceph: S3Serv
             assert status == 200
             exposed = {name.strip().lower() for name in headers["access-control-expose-headers"].split(",")}
             assert {"etag", "x-amz-meta-framework"} <= exposed
-            _, headers = _request(store.presigned_get_url("m.onnx", 60), "GET", {"Origin": "http://evil.example"})
+            _, headers = _request(
+                store.presigned_get_url("m.onnx", 60), "GET", {"Origin": "http://evil.example"}
+            )
             assert "access-control-allow-origin" not in headers
     finally:
         ceph.drop_bucket(bucket)

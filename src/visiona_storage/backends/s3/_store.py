@@ -39,6 +39,13 @@ log = logging.getLogger("visiona_storage.s3")
 
 DEFAULT_PART_SIZE = 8 << 20
 
+POOL_CONNECTIONS = 64
+"""Connections to the endpoint kept open for reuse, at most: enough for the 16
+worker threads of an `AsyncStore` (or a caller's own threads) each uploading
+`concurrency` parts at a time. A connection is opened only when a request needs
+one; beyond the pool, each extra one would be closed after its request (and
+urllib3 would log "Connection pool is full")."""
+
 
 class S3Store(Store):
     """A `Store` on an S3 bucket: AWS, or MinIO, R2, B2, Ceph RGW through `endpoint`.
@@ -104,7 +111,7 @@ class S3Store(Store):
             signature_version="s3v4",
             s3={"addressing_style": "path" if custom else "auto"},
             retries={"max_attempts": max_attempts, "mode": "standard"},
-            max_pool_connections=max(10, 2 * self.concurrency),
+            max_pool_connections=max(POOL_CONNECTIONS, 4 * self.concurrency),
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             request_checksum_calculation="when_required" if custom else "when_supported",
