@@ -6,7 +6,13 @@ API, in the same run:
 - an async put and get of 256 MiB (an async iterable of 1 MiB chunks, as a request
   body comes; read in 1 MiB chunks) against the sync put and get of the same;
 - the worst stall of the event loop during that async put and get: how late a
-  task that sleeps 1 ms at a time wakes, against the same loop idle.
+  task that sleeps 1 ms at a time wakes, against the same loop idle;
+- beside the figures that miss their target, their floor in the same run: the
+  least work the same design does, with nothing of ours around it. For Ceph, raw
+  boto3 calls on the same 16 worker threads (a PUT and the HEAD that makes `put`
+  return what `stat` would; a GET); for the 256 MiB get, one worker thread that
+  reads 1 MiB `bytes` with `os.pread` and hands each to the loop, at most four
+  waiting. A floor below the target is the design's ceiling.
 
     .venv/bin/python bench/async_vs_obstore.py [--runs 5] [--mib 256] [--dir /work]
 
@@ -21,7 +27,9 @@ import argparse
 import asyncio
 import os
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import obstore
@@ -34,6 +42,13 @@ from s3_vs_boto3 import boto3_client, ceph_env, obstore_s3
 MiB = 1 << 20
 CONCURRENT = 1000
 SMALL = 4096
+THREADS = 16
+"""`AsyncStore`'s worker threads, which the floors use too."""
+AHEAD = 4
+"""Chunks of 1 MiB that the bare read-ahead floor lets wait, as `AsyncStore` does."""
+
+Floors = dict[str, tuple[str, Callable[[int], object]]]
+"""For "puts" or "gets": what the floor is, and its sync call for object `n`."""
 
 
 def _many(action: Callable[[int], Awaitable[object]]) -> Callable[[], None]:
@@ -45,8 +60,23 @@ def _many(action: Callable[[int], Awaitable[object]]) -> Callable[[], None]:
     return lambda: asyncio.run(main())
 
 
-def small_figures(runs: int, where: str, ours: vs.Store, theirs: Any) -> list[Figure]:
-    """1,000 concurrent 4 KiB gets and puts through `AsyncStore(ours)` and obstore."""
+def _many_in_threads(call: Callable[[int], object]) -> Callable[[], None]:
+    """Run `call(0)` ... `call(CONCURRENT - 1)` from as many tasks at once, each on
+    one of `THREADS` worker threads, as `AsyncStore` runs its calls."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(THREADS) as pool:
+            await asyncio.gather(*(loop.run_in_executor(pool, call, n) for n in range(CONCURRENT)))
+
+    return lambda: asyncio.run(main())
+
+
+def small_figures(
+    runs: int, where: str, ours: vs.Store, theirs: Any, floors: Floors | None = None
+) -> list[Figure]:
+    """1,000 concurrent 4 KiB gets and puts through `AsyncStore(ours)` and obstore,
+    and the `floors` given, each against obstore in its own interleaved runs."""
     data = os.urandom(SMALL)
     astore = vs.AsyncStore(ours)
 
@@ -77,7 +107,37 @@ def small_figures(runs: int, where: str, ours: vs.Store, theirs: Any) -> list[Fi
                 target=1.0,
             )
         )
+        if floors and operation in floors:
+            what, call = floors[operation]
+            seconds, their_seconds = interleaved(runs, _many_in_threads(call), _many(other))
+            found.append(
+                Figure(
+                    f"async: {CONCURRENT} concurrent 4 KiB {operation} on {where}: the floor, {what}",
+                    f"obstore {'put_async' if operation == 'puts' else 'get_async'}",
+                    "ops/s",
+                    [CONCURRENT / s for s in seconds],
+                    [CONCURRENT / s for s in their_seconds],
+                    note=f"{what}, on {THREADS} worker threads: the ceiling of this design",
+                )
+            )
     return found
+
+
+def boto3_floors(client: Any, bucket: str) -> Floors:
+    """Raw boto3 calls: a put as `S3Store.put` makes it (the PUT, then the HEAD
+    whose answer it returns), and a get."""
+    data = os.urandom(SMALL)
+    for n in range(CONCURRENT):
+        client.put_object(Bucket=bucket, Key=f"small/boto3/{n}", Body=data)
+
+    def put(n: int) -> None:
+        client.put_object(Bucket=bucket, Key=f"small/boto3/{n}", Body=data)
+        client.head_object(Bucket=bucket, Key=f"small/boto3/{n}")
+
+    def get(n: int) -> None:
+        assert len(client.get_object(Bucket=bucket, Key=f"small/boto3/{n}")["Body"].read()) == SMALL
+
+    return {"puts": ("boto3 put_object and head_object", put), "gets": ("boto3 get_object", get)}
 
 
 class BigTransfers:
@@ -123,6 +183,39 @@ class BigTransfers:
         self.stalls["get"].append(watch.worst * 1000)
 
 
+def bare_async_get(path: str) -> None:
+    """The floor of an async get that hands `bytes` from a worker thread to the
+    loop: one thread reads the file in 1 MiB chunks (`os.pread`) with at most
+    `AHEAD` waiting, the loop takes each; nothing else."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue[bytes] = asyncio.Queue()
+        room = threading.Semaphore(AHEAD)
+        fd = os.open(path, os.O_RDONLY)
+
+        def fill() -> None:
+            offset = 0
+            while True:
+                room.acquire()
+                chunk = os.pread(fd, MiB, offset)
+                offset += len(chunk)
+                loop.call_soon_threadsafe(chunks.put_nowait, chunk)
+                if not chunk:
+                    return
+
+        try:
+            with ThreadPoolExecutor(1) as pool:
+                filled = loop.run_in_executor(pool, fill)
+                while await chunks.get():
+                    room.release()
+                await filled
+        finally:
+            os.close(fd)
+
+    asyncio.run(main())
+
+
 def big_figures(runs: int, mib: int, folder: str) -> list[Figure]:
     """An async 256 MiB put and get against the sync ones, and the loop's worst stall."""
     stalls: dict[str, list[float]] = {"put": [], "get": [], "idle": []}
@@ -151,6 +244,18 @@ def big_figures(runs: int, mib: int, folder: str) -> list[Figure]:
                     target=0.9,
                 )
             )
+        data_file = os.path.join(folder, "big", "big", "sync")
+        seconds, sync_seconds = interleaved(runs, lambda: bare_async_get(data_file), big.sync_get)
+        found.append(
+            Figure(
+                f"async: get {mib} MiB on localfs, fsync off, 1 MiB chunks: the floor, a bare threaded read",
+                "the sync get of the same",
+                "MiB/s",
+                [mib / s for s in seconds],
+                [mib / s for s in sync_seconds],
+                note="one worker thread reads 1 MiB bytes (os.pread), at most 4 waiting; the loop takes each",
+            )
+        )
         for _ in range(runs):
             asyncio.run(idle())
     for operation in ("put", "get"):
@@ -175,17 +280,25 @@ def figures(runs: int = 5, mib: int = 256, folder: str | None = None) -> list[Fi
     with tempfile.TemporaryDirectory(dir=folder) as work:
         with vs.LocalFSStore(os.path.join(work, "ours"), fsync=False) as ours:
             os.makedirs(os.path.join(work, "theirs"))
-            found += small_figures(runs, "localfs, fsync off", ours, LocalStore(os.path.join(work, "theirs")))
+            found += small_figures(
+                runs,
+                "localfs, fsync off",
+                ours,
+                LocalStore(os.path.join(work, "theirs")),
+            )
         found += big_figures(runs, mib, work)
         with ceph_env(os.path.join(work, "ceph")) as env:
-            boto3_client(env).create_bucket(Bucket="bench-async")
+            client = boto3_client(env)
+            client.create_bucket(Bucket="bench-async")
             with vs.S3Store(
                 "bench-async",
                 endpoint=env["CEPH_RGW_ENDPOINT"],
                 access_key=env["CEPH_RGW_ACCESS_KEY"],
                 secret_key=env["CEPH_RGW_SECRET_KEY"],
             ) as ours_s3:
-                found += small_figures(runs, "Ceph", ours_s3, obstore_s3(env, "bench-async"))
+                found += small_figures(
+                    runs, "Ceph", ours_s3, obstore_s3(env, "bench-async"), boto3_floors(client, "bench-async")
+                )
     return found
 
 
