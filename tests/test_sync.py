@@ -736,6 +736,29 @@ def test_a_source_root_that_does_not_exist_is_refused_not_made(
         assert len(list(dst.list())) == len(_objects())
 
 
+@pytest.mark.parametrize("inner", [True, False], ids=["destination inside", "source inside"])
+def test_the_command_refuses_overlapping_roots_before_making_either(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], inner: bool
+) -> None:
+    """Opening a localfs destination makes its root: a refused sync must not leave
+    one behind inside the source (or make the source's root inside it)."""
+    outer_root, inner_root = tmp_path / "outer", tmp_path / "outer" / "copy"
+    outer_root.mkdir()
+    (outer_root / "x1").write_bytes(b"precious")
+    source = _config(tmp_path / "src.yaml", outer_root if inner else inner_root)
+    target = _config(tmp_path / "dst.yaml", inner_root if inner else outer_root)
+    if not inner:
+        inner_root.mkdir()
+        (inner_root / "y1").write_bytes(b"precious too")
+    assert main(["sync", "--from", str(source), "--to", str(target), "--delete"]) == 2
+    assert "overlap" in capsys.readouterr().err
+    if inner:
+        assert sorted(p.name for p in outer_root.iterdir()) == ["x1"]
+    else:
+        assert sorted(p.name for p in outer_root.iterdir()) == ["copy", "x1"]
+        assert sorted(p.name for p in inner_root.iterdir()) == ["y1"]
+
+
 def test_two_stores_on_one_root_are_refused(tmp_path: Path) -> None:
     with vs.LocalFSStore(tmp_path / "r") as a, vs.LocalFSStore(tmp_path / "r") as b:
         a.put("k", b"v")

@@ -175,7 +175,12 @@ def _check_apart(src: Store, dst: Store) -> None:
     """Raise `InvalidArgumentError` if `src` and `dst` are one store or nest."""
     if src is dst:
         raise InvalidArgumentError("sync needs two stores: the source and the destination are one")
-    a, b = src.identity, dst.identity
+    check_identities_apart(src.identity, dst.identity)
+
+
+def check_identities_apart(a: str | None, b: str | None) -> None:
+    """Raise `InvalidArgumentError` if the stores of identities `a` and `b` (see
+    `Store.identity`; None: unknown) are one store or nest."""
     if a is None or b is None:
         return
     if a == b:

@@ -23,7 +23,7 @@ from typing import TextIO
 from ._config import StorageConfig, check_config, load_config, open_store
 from ._errors import ConfigError
 from ._malloc import SYNC_ARENAS, limit_malloc_arenas
-from ._sync import DEFAULT_WORKERS, SyncEvent, SyncReport, sync
+from ._sync import DEFAULT_WORKERS, SyncEvent, SyncReport, check_identities_apart, sync
 
 BACKENDS = ("localfs", "s3")
 
@@ -83,6 +83,8 @@ def run_sync(args: argparse.Namespace) -> int:
             f"--from {args.source!r}: the localfs root {os.path.abspath(source.localfs.root)} "
             f"does not exist (a source is never created)"
         )
+    # Checked before opening them too: opening a localfs destination makes its root.
+    check_identities_apart(_identity(source), _identity(target))
     with open_store(source) as src, open_store(target) as dst:
         output = _Output(sys.stdout, sys.stderr if show else None, dry_run=args.dry_run)
         report = sync(
@@ -97,6 +99,13 @@ def run_sync(args: argparse.Namespace) -> int:
         )
         output.finish(report)
     return 0 if report.ok else 1
+
+
+def _identity(config: StorageConfig) -> str | None:
+    """The `Store.identity` a localfs store of `config` will have; None for others."""
+    if config.backend != "localfs":
+        return None
+    return f"localfs:{os.path.realpath(config.localfs.root)}"
 
 
 def config_named(config: StorageConfig, name: str, option: str) -> StorageConfig:
