@@ -573,20 +573,53 @@ def test_sync_command_state_options(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "not allowed with" in capsys.readouterr().err
 
 
-def test_sync_command_with_a_corrupt_state_prints_one_warning_line(tmp_path: Path) -> None:
+def test_sync_command_with_a_corrupt_default_state_prints_one_warning_line(tmp_path: Path) -> None:
     a = _config(tmp_path / "a.yaml", tmp_path / "a")
     b = _config(tmp_path / "b.yaml", tmp_path / "b")
     with vs.open_store(a) as src:
         _fill(src, _objects())
-    state = tmp_path / "state.sqlite"
+    state = tmp_path / "cache" / "visiona-storage" / "sync.sqlite"
+    state.parent.mkdir(parents=True, mode=0o700)
     state.write_bytes(b"\xff" * 4096)
     command = [sys.executable, "-m", "visiona_storage", "sync", "--from", str(a), "--to", str(b)]
-    done = subprocess.run([*command, "--state", str(state)], capture_output=True, text=True, check=False)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines() == [
         f"visiona-storage: sync state {state} unusable (file is not a database); syncing without it"
     ]
     assert done.stdout.startswith("copied 5 (")
+
+
+@pytest.mark.parametrize("problem", ["corrupt", "under a file", "others can write"])
+def test_sync_command_refuses_a_named_state_file_it_cannot_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], problem: str
+) -> None:
+    """A state file asked for by name is not quietly done without: exit 2, one line
+    saying why, nothing copied."""
+    a = _config(tmp_path / "a.yaml", tmp_path / "a")
+    b = _config(tmp_path / "b.yaml", tmp_path / "b")
+    with vs.open_store(a) as src:
+        _fill(src, _objects())
+    state = tmp_path / "state.sqlite"
+    why = {
+        "corrupt": "file is not a database",
+        "under a file": "is not a folder",
+        "others can write": "other users",
+    }
+    if problem == "corrupt":
+        state.write_bytes(b"\xff" * 4096)
+    elif problem == "under a file":
+        (tmp_path / "file").write_bytes(b"")
+        state = tmp_path / "file" / "state.sqlite"
+    else:
+        state.write_bytes(b"")
+        state.chmod(0o666)
+    assert main(["sync", "--from", str(a), "--to", str(b), "--state", str(state)]) == 2
+    err = capsys.readouterr().err
+    assert f"--state {state}: cannot be used (" in err
+    assert why[problem] in err
+    assert not (tmp_path / "b").exists()
 
 
 @pytest.mark.parametrize("problem", ["locked", "folder is a file"])

@@ -6,7 +6,8 @@ one line per object that would be copied or deleted; a summary line; one line on
 stderr per key that failed (then the exit status is 1); on a terminal, a
 progress line on stderr while it runs (``--progress`` elsewhere: a line every
 `LOGGED_EVERY` seconds). ``--state FILE`` keeps the state cache in
-FILE instead of the default; ``--no-state`` runs without one.
+FILE instead of the default (a FILE that cannot be used is an error, where the
+default one is only warned about); ``--no-state`` runs without one.
 """
 
 from __future__ import annotations
@@ -14,16 +15,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import TextIO
 
 from ._config import StorageConfig, check_config, load_config, open_store
 from ._errors import ConfigError
 from ._malloc import SYNC_ARENAS, limit_malloc_arenas
 from ._sync import DEFAULT_WORKERS, SyncEvent, SyncReport, check_identities_apart, sync
+from ._sync_state import SyncState, reason
 
 BACKENDS = ("localfs", "s3")
 
@@ -83,6 +87,8 @@ def run_sync(args: argparse.Namespace) -> int:
             f"--from {args.source!r}: the localfs root {os.path.abspath(source.localfs.root)} "
             f"does not exist (a source is never created)"
         )
+    if isinstance(args.state, str):
+        _check_state_file(args.state)
     # Checked before opening them too: opening a localfs destination makes its root.
     check_identities_apart(_identity(source), _identity(target))
     with open_store(source) as src, open_store(target) as dst:
@@ -99,6 +105,15 @@ def run_sync(args: argparse.Namespace) -> int:
         )
         output.finish(report)
     return 0 if report.ok else 1
+
+
+def _check_state_file(path: str) -> None:
+    """Raise `ConfigError` if the state file a user named cannot be used: asked for
+    by name, it is not quietly done without, as the default one is."""
+    try:
+        SyncState(Path(path)).close()
+    except (sqlite3.Error, OSError) as exc:
+        raise ConfigError(f"--state {path}: cannot be used ({reason(exc)})") from None
 
 
 def _identity(config: StorageConfig) -> str | None:

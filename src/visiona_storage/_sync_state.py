@@ -124,7 +124,10 @@ class SyncState:
         self._lock = threading.Lock()
         self._records: list[tuple[str, str, str, int, int, str, str, str]] = []
         self._forgets: list[tuple[str, str]] = []
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except FileExistsError:  # a file where a folder of the path should be
+            raise NotADirectoryError(errno.ENOTDIR, f"{path.parent} is not a folder") from None
         _check_private(path.parent, os.stat(path.parent), folder=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
@@ -275,6 +278,10 @@ def _same_time(recorded: int, listed: ObjectInfo) -> bool:
     return recorded // SECOND == micros // SECOND
 
 
+def reason(exc: BaseException) -> str:
+    """Why a state file cannot be used, in a few words."""
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+
+
 def _warn(path: Path, exc: BaseException) -> None:
-    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-    log.warning("visiona-storage: sync state %s unusable (%s); syncing without it", path, reason)
+    log.warning("visiona-storage: sync state %s unusable (%s); syncing without it", path, reason(exc))
