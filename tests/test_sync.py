@@ -349,7 +349,8 @@ def test_sync_command_between_configuration_files(tmp_path: Path, capsys: pytest
         assert _contents(dst) == _contents(src)
         dst.put("extra", b"x")
     assert main(["sync", "--from", str(a), "--to", str(b), "--delete"]) == 0
-    assert "skipped 5, deleted 1, failed 0" in capsys.readouterr().out
+    summary = "skipped 5 (same SHA-256 at both ends; 5 proved by the listings alone), deleted 1, failed 0"
+    assert summary in capsys.readouterr().out
 
 
 def test_sync_command_exits_1_with_one_line_per_failed_key(
@@ -814,3 +815,26 @@ def test_the_progress_line_is_redrawn_on_a_terminal_only() -> None:
     assert terminal.getvalue().startswith("\rcopied 1 (")
     assert terminal.getvalue().endswith("\r\x1b[K")
     assert out.getvalue().startswith("copied 1 (")
+
+
+def test_the_summary_says_why_keys_were_skipped_and_sizes_read_for_a_person() -> None:
+    from visiona_storage._sync_command import _Output, size_shown  # noqa: PLC0415
+
+    assert [size_shown(n) for n in (0, 900, 4096, 340 * 1024 * 1024 + 209715, 3 << 30)] == [
+        "0 B",
+        "900 B",
+        "4.0 KiB",
+        "340.2 MiB",
+        "3.0 GiB",
+    ]
+    out = io.StringIO()
+    output = _Output(out, None, dry_run=False)
+    output.event(vs.SyncEvent("copy", "a", 900))
+    for key in ("b", "c", "d"):
+        output.event(vs.SyncEvent("skip", key, 0))
+    report = vs.SyncReport(copied=1, skipped=3, bytes_copied=900, skipped_as_listed=2)
+    output.finish(report)
+    assert out.getvalue().startswith(
+        "copied 1 (900 B), skipped 3 (same SHA-256 at both ends; 2 proved by the listings alone), "
+        "deleted 0, failed 0 in "
+    )

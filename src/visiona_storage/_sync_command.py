@@ -175,18 +175,34 @@ class _Output:
         print(self._summary(time.monotonic(), report), file=self.out)
 
     def _summary(self, now: float, report: SyncReport | None = None) -> str:
+        """The progress line, or with the final `report`, the summary: it also says
+        why keys were skipped, and how many without a request of their own."""
         r = report or self.report
         verb = "would copy" if self.dry_run else "copied"
         gone = "would delete" if self.dry_run else "deleted"
+        seconds = now - self.started
+        rate = f" at {size_shown(r.bytes_copied / seconds)}/s" if report is None and seconds >= 1 else ""
+        why = ""
+        if report is not None and r.skipped:
+            why = f" (same SHA-256 at both ends; {r.skipped_as_listed} proved by the listings alone)"
         return (
-            f"{verb} {r.copied} ({r.bytes_copied / (1 << 20):.1f} MiB), skipped {r.skipped}, "
-            f"{gone} {r.deleted}, failed {r.failed} in {now - self.started:.1f} s"
+            f"{verb} {r.copied} ({size_shown(r.bytes_copied)}{rate}), skipped {r.skipped}{why}, "
+            f"{gone} {r.deleted}, failed {r.failed} in {seconds:.1f} s"
         )
 
     def _clear(self) -> None:
         if self.progress is not None and self._drawn and self._redraws:
             self.progress.write("\r\x1b[K")
             self.progress.flush()
+
+
+def size_shown(count: float) -> str:
+    """`count` bytes for a person: ``512 B``, ``4.0 KiB``, ``340.2 MiB``, ``1.5 GiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    raise AssertionError  # the loop returns at GiB
 
 
 def shown(key: str) -> str:
