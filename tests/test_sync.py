@@ -298,7 +298,12 @@ def test_keys_the_destination_refuses_fail_alone(moto: S3Server, local: Store) -
         for key in ("a/b", "a/b/c", "a//double", "fine"):
             client.put_object(Bucket=bucket, Key=key, Body=key.encode())
         with moto.store(bucket) as s3:
+            planned = vs.sync(s3, local, dry_run=True)
             report = vs.sync(s3, local)
+        # A dry run foresees the key that breaks the rules; a folder conflict only a
+        # put can find.
+        assert (planned.copied, planned.failed) == (3, 1)
+        assert planned.failures[0].key == "a//double"
         assert (report.copied, report.failed) == (2, 2)
         failed = {f.key: f.error for f in report.failures}
         # Copied in parallel, either of a/b and a/b/c may come first and stay.

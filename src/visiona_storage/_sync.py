@@ -44,7 +44,7 @@ from ._errors import (
     StorageError,
     UnsupportedError,
 )
-from ._keys import check_prefix
+from ._keys import check_key, check_prefix
 from ._models import ObjectInfo
 from ._store import Store
 from ._sync_state import SyncState, Verified, as_listed, open_state
@@ -313,6 +313,7 @@ class _SyncRun:
     def _copy(self, source: ObjectInfo, target: ObjectInfo | None, sha256: str | None) -> SyncEvent:
         """Copy `source` over `target` (the destination's listed version, or None)."""
         if self.dry_run:
+            check_key(source.key)  # a key another client wrote may break the rules puts keep
             return SyncEvent("copy", source.key, source.size)
         sha256 = sha256 or source.sha256 or _sha256_of(self.src, source)[0]
         condition = {"if_match": target.etag} if target is not None else {"if_none_match": "*"}
