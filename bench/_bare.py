@@ -35,14 +35,18 @@ def puts(root_fd: int, keys: Sequence[str], payload: bytes) -> None:
     for key in keys:
         folder, _, name = key.rpartition("/")
         dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY, dir_fd=root_fd)
-        _publish(dir_fd, name, payload)
-        _publish(dir_fd, name + SUFFIX, SIDECAR)
+        publish(dir_fd, name, payload)
+        publish(dir_fd, name + SUFFIX, SIDECAR)
         os.close(dir_fd)
 
 
-def _publish(dir_fd: int, name: str, data: bytes) -> None:
+def publish(dir_fd: int, name: str, data: bytes, *, xattr: bytes | None = None) -> None:
+    """Write `data` to a temp file and swap it in as `name`; with `xattr`, the file
+    also gets those bytes as its ``user.vs`` extended attribute."""
     fd = os.open(name + ".tmp", _WRITE, 0o644, dir_fd=dir_fd)
     os.write(fd, data)
+    if xattr is not None:
+        os.setxattr(fd, "user.vs", xattr)
     os.close(fd)
     replace(dir_fd, name + ".tmp", name, lazy=True)  # as a put with fsync off does
 

@@ -8,11 +8,14 @@ API, in the same run:
 - the worst stall of the event loop during that async put and get: how late a
   task that sleeps 1 ms at a time wakes, against the same loop idle;
 - beside the figures that miss their target, their floor in the same run: the
-  least work the same design does, with nothing of ours around it. For Ceph, raw
-  boto3 calls on the same 16 worker threads (a PUT and the HEAD that makes `put`
-  return what `stat` would; a GET); for the 256 MiB get, one worker thread that
-  reads 1 MiB `bytes` with `os.pread` and hands each to the loop, at most four
-  waiting. A floor below the target is the design's ceiling.
+  least work the same design does, with nothing of ours around it. For localfs
+  puts, the layout's bare system calls (a data file and its sidecar, each a new
+  inode) on the same 16 worker threads, and beside them one file with its
+  metadata in an xattr, the design change that would lift that floor; for Ceph,
+  raw boto3 calls on the same 16 worker threads (a PUT and the HEAD that makes
+  `put` return what `stat` would; a GET); for the 256 MiB get, one worker thread
+  that reads 1 MiB `bytes` with `os.pread` and hands each to the loop, at most
+  four waiting. A floor below the target is the design's ceiling.
 
     .venv/bin/python bench/async_vs_obstore.py [--runs 5] [--mib 256] [--dir /work]
 
@@ -35,9 +38,11 @@ from typing import Any
 import obstore
 from obstore.store import LocalStore
 
+import _bare
 import visiona_storage as vs
 from _common import Figure, LoopStallWatch, interleaved, table
 from s3_vs_boto3 import boto3_client, ceph_env, obstore_s3
+from visiona_storage.backends.localfs._layout import SIDECAR_SUFFIX
 
 MiB = 1 << 20
 CONCURRENT = 1000
@@ -47,8 +52,8 @@ THREADS = 16
 AHEAD = 4
 """Chunks of 1 MiB that the bare read-ahead floor lets wait, as `AsyncStore` does."""
 
-Floors = dict[str, tuple[str, Callable[[int], object]]]
-"""For "puts" or "gets": what the floor is, and its sync call for object `n`."""
+Floors = dict[str, list[tuple[str, Callable[[int], object]]]]
+"""For "puts" or "gets": each floor's name, and its sync call for object `n`."""
 
 
 def _many(action: Callable[[int], Awaitable[object]]) -> Callable[[], None]:
@@ -73,10 +78,16 @@ def _many_in_threads(call: Callable[[int], object]) -> Callable[[], None]:
 
 
 def small_figures(
-    runs: int, where: str, ours: vs.Store, theirs: Any, floors: Floors | None = None
+    runs: int,
+    where: str,
+    ours: vs.Store,
+    theirs: Any,
+    floors: Floors | None = None,
+    settle: Callable[[], object] | None = None,
 ) -> list[Figure]:
     """1,000 concurrent 4 KiB gets and puts through `AsyncStore(ours)` and obstore,
-    and the `floors` given, each against obstore in its own interleaved runs."""
+    and the `floors` given, each against obstore in its own interleaved runs;
+    `settle` runs untimed after each batch of puts (see `interleaved`)."""
     data = os.urandom(SMALL)
     astore = vs.AsyncStore(ours)
 
@@ -96,7 +107,8 @@ def small_figures(
 
     found = []
     for operation, mine, other in (("puts", our_put, their_put), ("gets", our_get, their_get)):
-        seconds, their_seconds = interleaved(runs, _many(mine), _many(other))
+        after = settle if operation == "puts" else None
+        seconds, their_seconds = interleaved(runs, _many(mine), _many(other), after)
         found.append(
             Figure(
                 f"async: {CONCURRENT} concurrent 4 KiB {operation} on {where}",
@@ -107,20 +119,46 @@ def small_figures(
                 target=1.0,
             )
         )
-        if floors and operation in floors:
-            what, call = floors[operation]
-            seconds, their_seconds = interleaved(runs, _many_in_threads(call), _many(other))
+        for what, call in (floors or {}).get(operation, []):
+            seconds, their_seconds = interleaved(runs, _many_in_threads(call), _many(other), after)
             found.append(
                 Figure(
-                    f"async: {CONCURRENT} concurrent 4 KiB {operation} on {where}: the floor, {what}",
+                    f"async: {CONCURRENT} concurrent 4 KiB {operation} on {where}: {what}",
                     f"obstore {'put_async' if operation == 'puts' else 'get_async'}",
                     "ops/s",
                     [CONCURRENT / s for s in seconds],
                     [CONCURRENT / s for s in their_seconds],
-                    note=f"{what}, on {THREADS} worker threads: the ceiling of this design",
+                    note=f"{what}, on {THREADS} worker threads",
                 )
             )
     return found
+
+
+def localfs_floors(root: str) -> Floors:
+    """Bare puts under `root` (`_bare.py`: no checks, no lock, no crash safety):
+    the layout's, a data file and its sidecar, each a new inode; and, for the
+    design that keeps metadata in the data file's extended attributes, one file
+    with the sidecar's bytes in an xattr."""
+    data = os.urandom(SMALL)
+    folders = []
+    for name in ("layout", "xattr"):
+        os.makedirs(os.path.join(root, name))
+        folders.append(os.open(os.path.join(root, name), os.O_RDONLY | os.O_DIRECTORY))  # the run's
+    layout, xattr = folders
+
+    def two_files(n: int) -> None:
+        _bare.publish(layout, str(n), data)
+        _bare.publish(layout, f"{n}{SIDECAR_SUFFIX}", _bare.SIDECAR)
+
+    def one_file(n: int) -> None:
+        _bare.publish(xattr, str(n), data, xattr=_bare.SIDECAR)
+
+    return {
+        "puts": [
+            ("the floor, the layout's bare system calls (data file and sidecar)", two_files),
+            ("bare system calls of one file with its metadata in an xattr", one_file),
+        ]
+    }
 
 
 def boto3_floors(client: Any, bucket: str) -> Floors:
@@ -137,7 +175,10 @@ def boto3_floors(client: Any, bucket: str) -> Floors:
     def get(n: int) -> None:
         assert len(client.get_object(Bucket=bucket, Key=f"small/boto3/{n}")["Body"].read()) == SMALL
 
-    return {"puts": ("boto3 put_object and head_object", put), "gets": ("boto3 get_object", get)}
+    return {
+        "puts": [("the floor, boto3 put_object and head_object", put)],
+        "gets": [("the floor, boto3 get_object", get)],
+    }
 
 
 class BigTransfers:
@@ -285,6 +326,8 @@ def figures(runs: int = 5, mib: int = 256, folder: str | None = None) -> list[Fi
                 "localfs, fsync off",
                 ours,
                 LocalStore(os.path.join(work, "theirs")),
+                localfs_floors(os.path.join(work, "bare")),
+                settle=os.sync,  # each batch's writeback is its own, not the next one's
             )
         found += big_figures(runs, mib, work)
         with ceph_env(os.path.join(work, "ceph")) as env:
