@@ -15,7 +15,7 @@ API, in the same run:
   raw boto3 calls on the same 16 worker threads (a PUT and the HEAD that makes
   `put` return what `stat` would; a GET); for the 256 MiB get, one worker thread
   that reads 1 MiB `bytes` with `os.pread` and hands each to the loop, at most
-  four waiting. A floor below the target is the design's ceiling.
+  two waiting, as in `AsyncStore`. A floor below the target is the design's ceiling.
 
     .venv/bin/python bench/async_vs_obstore.py [--runs 5] [--mib 256] [--dir /work]
 
@@ -40,6 +40,7 @@ from obstore.store import LocalStore
 
 import _bare
 import visiona_storage as vs
+import visiona_storage._async_read as read_ahead
 from _common import Figure, LoopStallWatch, interleaved, table
 from s3_vs_boto3 import boto3_client, ceph_env, obstore_s3
 from visiona_storage.backends.localfs._layout import SIDECAR_SUFFIX
@@ -49,7 +50,7 @@ CONCURRENT = 1000
 SMALL = 4096
 THREADS = 16
 """`AsyncStore`'s worker threads, which the floors use too."""
-AHEAD = 4
+AHEAD = read_ahead.AHEAD
 """Chunks of 1 MiB that the bare read-ahead floor lets wait, as `AsyncStore` does."""
 
 Floors = dict[str, list[tuple[str, Callable[[int], object]]]]
@@ -294,7 +295,7 @@ def big_figures(runs: int, mib: int, folder: str) -> list[Figure]:
                 "MiB/s",
                 [mib / s for s in seconds],
                 [mib / s for s in sync_seconds],
-                note="one worker thread reads 1 MiB bytes (os.pread), at most 4 waiting; the loop takes each",
+                note=f"a thread reads 1 MiB bytes (os.pread), {AHEAD} waiting at most; the loop takes each",
             )
         )
         for _ in range(runs):

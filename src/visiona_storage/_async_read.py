@@ -18,11 +18,16 @@ from ._errors import StorageError
 from ._models import DEFAULT_CHUNK_SIZE as CHUNK
 from ._models import ObjectReader
 
-AHEAD = 4
-"""MiB read and not yet taken, at most (four 1 MiB chunks, or one of 4 MiB): what
-a reader holds besides the chunk being read and the one the caller has."""
+AHEAD = 2
+"""MiB read and not yet taken, at most (two 1 MiB chunks, or one larger chunk a
+`read(n)` asked for): what a reader holds besides the chunk being read and the one
+the caller has. Two, not more: the chunks are allocated in a worker thread's
+malloc arena and freed by the event loop, and with four waiting, glibc's arena
+often found a freed run at its top above its trim threshold and gave the pages
+back, so that every chunk after it faulted its pages in again (30,000 page faults
+and 4 times the time for 256 MiB; about 750 with two)."""
 
-MAX_STEP = AHEAD * CHUNK
+MAX_STEP = 4 * CHUNK
 """The largest chunk read ahead, for reads that ask for more than 1 MiB at once."""
 
 Run = Callable[..., "asyncio.Future[Any]"]
@@ -50,8 +55,9 @@ class ReadAhead:
         self._queued = 0  # bytes in `_chunks`
         self._wake_at = 1
         """Bytes to queue before waking the loop that waits for a chunk: any at first,
-        then 3 MiB, since a loop that had to wait takes chunks faster than they are
-        read, and each wake costs about as much as reading a MiB from the page cache."""
+        then all but the last MiB `AHEAD` allows, since a loop that had to wait takes
+        chunks faster than they are read, and each wake costs about as much as
+        reading a MiB from the page cache."""
         self._trip: asyncio.Future[None] | None = None  # a trip running, or its end not seen
         self.step = 0
         """Bytes each read of the trip asks for; set by the caller before `take`."""

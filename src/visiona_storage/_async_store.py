@@ -252,8 +252,8 @@ class AsyncObjectReader:
     only a range is read. Close it (``await reader.close()`` or ``async with``).
 
     Reads are served from chunks one worker-thread trip reads ahead for as long as
-    they are taken: at most 4 MiB waits besides the chunk being read, in chunks
-    of 1 MiB (or of the size `read` asks for, up to `MAX_STEP`).
+    they are taken: at most 2 MiB waits besides the chunk being read, in chunks
+    of 1 MiB (or one chunk of the size `read` asks for, up to `MAX_STEP`).
     """
 
     def __init__(self, store: AsyncStore, reader: ObjectReader, ahead: bytes | None) -> None:
