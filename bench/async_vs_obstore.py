@@ -109,27 +109,20 @@ def small_figures(
     found = []
     for operation, mine, other in (("puts", our_put, their_put), ("gets", our_get, their_get)):
         after = settle if operation == "puts" else None
-        seconds, their_seconds = interleaved(runs, _many(mine), _many(other), after)
-        found.append(
-            Figure(
-                f"async: {CONCURRENT} concurrent 4 KiB {operation} on {where}",
-                f"obstore {'put_async' if operation == 'puts' else 'get_async'}",
-                "ops/s",
-                [CONCURRENT / s for s in seconds],
-                [CONCURRENT / s for s in their_seconds],
-                target=1.0,
-            )
-        )
+        ways: list[tuple[str, Callable[[], None], dict[str, Any]]] = [("", _many(mine), {"target": 1.0})]
         for what, call in (floors or {}).get(operation, []):
-            seconds, their_seconds = interleaved(runs, _many_in_threads(call), _many(other), after)
+            note = f"{what}, on {THREADS} worker threads"
+            ways.append((f": {what}", _many_in_threads(call), {"note": note}))
+        for suffix, action, extra in ways:
+            seconds, their_seconds = interleaved(runs, action, _many(other), after)
             found.append(
                 Figure(
-                    f"async: {CONCURRENT} concurrent 4 KiB {operation} on {where}: {what}",
+                    f"async: {CONCURRENT} concurrent 4 KiB {operation} on {where}{suffix}",
                     f"obstore {'put_async' if operation == 'puts' else 'get_async'}",
                     "ops/s",
                     [CONCURRENT / s for s in seconds],
                     [CONCURRENT / s for s in their_seconds],
-                    note=f"{what}, on {THREADS} worker threads",
+                    **extra,
                 )
             )
     return found

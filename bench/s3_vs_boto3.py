@@ -285,8 +285,8 @@ def ceph_env(folder: str) -> Iterator[dict[str, str]]:
     if "CEPH_RGW_ENDPOINT" in env:
         yield env
         return
-    env.update(start_ceph(folder))
-    try:
+    try:  # stopped also when the start fails half-way
+        env.update(start_ceph(folder))
         yield env
     finally:
         stop_ceph(folder)

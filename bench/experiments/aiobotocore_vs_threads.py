@@ -26,11 +26,12 @@ median and min-max of the per-round ratios.
 
 aiobotocore pins botocore to a narrow range that the project's own venv does not
 meet, so the script runs in a throw-away venv of its own and does not import
-visiona_storage. From the repository root:
+visiona_storage (only the cluster and obstore helpers of bench/s3_vs_boto3.py).
+From the repository root:
 
     python3 -m venv /tmp/aiov && /tmp/aiov/bin/pip install aiobotocore boto3 obstore
-    /tmp/aiov/bin/python bench/experiments/aiobotocore_vs_threads.py [--rounds 5] [--count 1000] \\
-        [--size 4096] [--threads 16] [--dir /tmp]
+    PYTHONPATH=bench /tmp/aiov/bin/python bench/experiments/aiobotocore_vs_threads.py \\
+        [--rounds 5] [--count 1000] [--size 4096] [--threads 16] [--dir /tmp]
 
 (pip picks the boto3 whose botocore aiobotocore accepts.) Starts a throw-away Ceph
 cluster with scripts/ceph-rgw (root, Debian packages) in a temporary folder under
@@ -49,51 +50,22 @@ import resource
 import secrets
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import AsyncExitStack
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+from s3_vs_boto3 import ceph_env, obstore_s3
+
 WAYS = ("threads", "aiobotocore", "obstore")
 OPERATIONS = ("put", "get")
 RATIOS = (("aiobotocore", "threads"), ("threads", "obstore"), ("aiobotocore", "obstore"))
 LETTER = {"threads": "a", "aiobotocore": "b", "obstore": "c"}
-
-
-# --- the cluster (as bench/s3_vs_boto3.py's ceph_env, copied: no bench imports here) ---
-
-
-@contextmanager
-def ceph_env(folder: str) -> Iterator[tuple[dict[str, str], bool]]:
-    """The endpoint and keys of a Ceph RGW, and whether it was started here: the
-    cluster CEPH_RGW_* name, else a throw-away one in `folder`, always stopped at
-    the end (also when its start fails half-way)."""
-    if "CEPH_RGW_ENDPOINT" in os.environ:
-        yield dict(os.environ), False
-        return
-    script = str(ROOT / "scripts/ceph-rgw")
-    try:
-        started = subprocess.run(
-            ["bash", script, "start", folder], check=False, capture_output=True, text=True
-        )
-        if started.returncode:
-            raise SystemExit(f"scripts/ceph-rgw start failed:\n{started.stderr}")
-        env = dict(os.environ)
-        for line in started.stdout.splitlines():
-            name, _, value = line.partition("=")
-            if value:
-                env[name] = value
-        yield env, True
-    finally:
-        subprocess.run(["bash", script, "stop", folder], check=False)
 
 
 def boto3_config(pool: int) -> dict[str, Any]:
@@ -210,21 +182,12 @@ async def measure(env: dict[str, str], options: argparse.Namespace, cleanup: boo
     from aiobotocore.config import AioConfig  # type: ignore[import-not-found]  # noqa: PLC0415
     from aiobotocore.session import get_session  # type: ignore[import-not-found]  # noqa: PLC0415
     from botocore.config import Config  # noqa: PLC0415
-    from obstore.store import S3Store  # noqa: PLC0415
 
     bucket = f"aio-vs-threads-{secrets.token_hex(4)}"
     body = os.urandom(options.size)
     sync_client = boto3.client("s3", config=Config(**boto3_config(options.threads)), **client_args(env))
     sync_client.create_bucket(Bucket=bucket)
-    store = S3Store(
-        bucket,
-        endpoint=env["CEPH_RGW_ENDPOINT"],
-        access_key_id=env["CEPH_RGW_ACCESS_KEY"],
-        secret_access_key=env["CEPH_RGW_SECRET_KEY"],
-        region="us-east-1",
-        virtual_hosted_style_request=False,
-        client_options={"allow_http": True},
-    )
+    store = obstore_s3(env, bucket)
     gets = [f"get/{i:05d}" for i in range(options.count)]
     await asyncio.gather(*(obstore.put_async(store, key, body) for key in gets))
     results: dict[tuple[str, str], list[tuple[float, float]]] = {
@@ -335,9 +298,10 @@ def main() -> None:
         " rotating; a put is PUT+HEAD for (a) and (b), PUT for (c)",
     ]
     started = time.perf_counter()
+    ours = "CEPH_RGW_ENDPOINT" not in os.environ
     with (
         tempfile.TemporaryDirectory(dir=options.dir, prefix="aio-vs-threads-") as work,
-        ceph_env(os.path.join(work, "ceph")) as (env, ours),
+        ceph_env(os.path.join(work, "ceph")) as env,
     ):
         header.append(f"Ceph RGW {env['CEPH_RGW_ENDPOINT']}, {'started here' if ours else 'given'}")
         measured = asyncio.run(measure(env, options, cleanup=not ours))
