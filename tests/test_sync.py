@@ -331,25 +331,37 @@ def _config(path: Path, root: Path) -> Path:
     return path
 
 
-def test_sync_command_between_configuration_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sync_command_between_configuration_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     a = _config(tmp_path / "a.yaml", tmp_path / "a")
     b = _config(tmp_path / "b.yaml", tmp_path / "b")
     with vs.open_store(a) as src:
         _fill(src, _objects())
     assert main(["--config", str(a), "sync", "--from", "localfs", "--to", str(b), "--dry-run"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "would copy models/u1/模型 v2.onnx" in out
     assert "would copy 5 (" in out
-    assert not (tmp_path / "b").exists() or not any((tmp_path / "b").rglob("*.onnx"))
+    assert not (tmp_path / "b").exists()  # a dry run makes nothing, not even the root
+    assert err == f"visiona-storage: the destination root {tmp_path / 'b'} does not exist yet\n"
 
+    from visiona_storage import _sync_command  # noqa: PLC0415
+
+    monkeypatch.setattr(_sync_command, "LOGGED_EVERY", 0.0)
     assert main(["sync", "--from", str(a), "--to", str(b), "--progress"]) == 0
     captured = capsys.readouterr()
     assert captured.out.startswith("copied 5 (")
-    # Not a terminal: whole lines a log can hold, no redrawing.
-    assert captured.err.startswith("copied ")
+    made, *progress = captured.err.splitlines()
+    assert made == f"visiona-storage: making the destination root {tmp_path / 'b'}"
+    # Not a terminal: whole lines a log can hold, marked apart from the summary.
+    assert progress[0].startswith("progress: copied ")
+    assert all(line.startswith("progress: ") for line in progress)
     assert captured.err.endswith("\n")
     assert "\r" not in captured.err
     assert "\x1b" not in captured.err
+    monkeypatch.undo()
+    assert main(["sync", "--from", str(a), "--to", str(b), "--progress"]) == 0
+    assert capsys.readouterr().err == ""  # done before the first line was due
     with vs.open_store(a) as src, vs.open_store(b) as dst:
         assert _contents(dst) == _contents(src)
         dst.put("extra", b"x")
@@ -385,7 +397,8 @@ def test_sync_command_exits_1_with_one_line_per_failed_key(
         )
         assert main(["--config", str(config), "sync", "--from", "s3", "--to", "localfs"]) == 1
         captured = capsys.readouterr()
-        lines = captured.err.strip().splitlines()
+        made, *lines = captured.err.strip().splitlines()
+        assert made == f"visiona-storage: making the destination root {tmp_path / 'root'}"
         assert len(lines) == 1
         assert lines[0].startswith(("visiona-storage: failed: a/b/c: ", "visiona-storage: failed: a/b: "))
         assert "copied 2" in captured.out
@@ -592,7 +605,8 @@ def test_sync_command_with_a_corrupt_default_state_prints_one_warning_line(tmp_p
     done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines() == [
-        f"visiona-storage: sync state {state} unusable (file is not a database); syncing without it"
+        f"visiona-storage: making the destination root {tmp_path / 'b'}",
+        f"visiona-storage: sync state {state} unusable (file is not a database); syncing without it",
     ]
     assert done.stdout.startswith("copied 5 (")
 
@@ -755,6 +769,21 @@ def test_stores_that_overlap_are_refused_before_anything_is_done(tmp_path: Path,
         with pytest.raises(vs.InvalidArgumentError, match="one"):
             vs.sync(sub, sub)
         assert sub.get("x1").read() == b"precious"
+
+
+def test_a_configuration_file_with_a_mistake_says_so_plainly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"storage": {"backend": "localfs", "localfs": {"rot": "x"}}}))
+    b = _config(tmp_path / "b.yaml", tmp_path / "b")
+    assert main(["sync", "--from", str(bad), "--to", str(b)]) == 2
+    err = capsys.readouterr().err
+    assert f"--from {bad}: " in err
+    assert "rot" in err
+    assert "not one of" not in err  # it is a file, not a misspelt backend name
+    assert main(["sync", "--from", "s4", "--to", str(b)]) == 2
+    assert "--from 's4': not one of localfs, s3" in capsys.readouterr().err
 
 
 def test_a_source_root_that_does_not_exist_is_refused_not_made(

@@ -26,8 +26,10 @@ from typing import TextIO
 from ._config import StorageConfig, check_config, load_config, open_store
 from ._errors import ConfigError
 from ._malloc import SYNC_ARENAS, limit_malloc_arenas
+from ._store import Store
 from ._sync import DEFAULT_WORKERS, SyncEvent, SyncReport, check_identities_apart, sync
 from ._sync_state import SyncState, reason
+from .backends.memory import MemoryStore
 
 BACKENDS = ("localfs", "s3")
 
@@ -91,7 +93,7 @@ def run_sync(args: argparse.Namespace) -> int:
         _check_state_file(args.state)
     # Checked before opening them too: opening a localfs destination makes its root.
     check_identities_apart(_identity(source), _identity(target))
-    with open_store(source) as src, open_store(target) as dst:
+    with open_store(source) as src, _open_destination(target, dry_run=args.dry_run) as dst:
         output = _Output(sys.stdout, sys.stderr if show else None, dry_run=args.dry_run)
         report = sync(
             src,
@@ -107,13 +109,29 @@ def run_sync(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _open_destination(config: StorageConfig, *, dry_run: bool) -> Store:
+    """The destination store. A localfs root that does not exist is made, with a
+    line on stderr (a mistyped root shows at once); a dry run makes nothing and
+    compares against an empty store instead."""
+    if config.backend != "localfs" or os.path.isdir(config.localfs.root):
+        return open_store(config)
+    root = os.path.abspath(config.localfs.root)
+    if dry_run:
+        print(f"visiona-storage: the destination root {root} does not exist yet", file=sys.stderr)
+        return MemoryStore()
+    print(f"visiona-storage: making the destination root {root}", file=sys.stderr)
+    return open_store(config)
+
+
 def _check_state_file(path: str) -> None:
     """Raise `ConfigError` if the state file a user named cannot be used: asked for
     by name, it is not quietly done without, as the default one is."""
     try:
         SyncState(Path(path)).close()
     except (sqlite3.Error, OSError) as exc:
-        raise ConfigError(f"--state {path}: cannot be used ({reason(exc)})") from None
+        raise ConfigError(
+            f"--state {path}: cannot be used ({reason(exc)}); name another file, or run with --no-state"
+        ) from None
 
 
 def _identity(config: StorageConfig) -> str | None:
@@ -131,6 +149,8 @@ def config_named(config: StorageConfig, name: str, option: str) -> StorageConfig
     try:
         return load_config(name)
     except ConfigError as exc:
+        if os.path.exists(name):  # a configuration file, with a mistake in it
+            raise ConfigError(f"{option} {name}: {exc}") from None
         raise ConfigError(f"{option} {name!r}: not one of {', '.join(BACKENDS)}; {exc}") from None
 
 
@@ -147,11 +167,12 @@ class _Output:
         self.dry_run = dry_run
         self.report = SyncReport(dry_run=dry_run)
         self.started = time.monotonic()
-        self._drawn = 0.0
         self._lock = threading.Lock()
         self._redraws = progress is not None and progress.isatty()
         """A terminal gets one line drawn over and over; a file or pipe (``--progress``
-        redirected) a line every `LOGGED_EVERY` seconds, each ended."""
+        redirected) a line marked ``progress:`` every `LOGGED_EVERY` seconds, each
+        ended, the first after `LOGGED_EVERY` seconds (none for a shorter sync)."""
+        self._drawn = 0.0 if self._redraws else self.started
 
     def event(self, event: SyncEvent) -> None:
         with self._lock:
@@ -167,7 +188,7 @@ class _Output:
             if self.progress is not None and now - self._drawn >= every:
                 self._drawn = now
                 line = self._summary(now)
-                self.progress.write(f"\r{line}" if self._redraws else f"{line}\n")
+                self.progress.write(f"\r{line}" if self._redraws else f"progress: {line}\n")
                 self.progress.flush()
 
     def finish(self, report: SyncReport) -> None:
@@ -191,7 +212,7 @@ class _Output:
         )
 
     def _clear(self) -> None:
-        if self.progress is not None and self._drawn and self._redraws:
+        if self.progress is not None and self._redraws and self._drawn:
             self.progress.write("\r\x1b[K")
             self.progress.flush()
 
