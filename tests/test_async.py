@@ -162,6 +162,93 @@ def test_a_reader_still_closes_after_its_store(tmp_path: Path) -> None:
     assert asyncio.run(main()).closed
 
 
+@pytest.mark.parametrize("how", ["async for", "read(n)", "read()"])
+def test_a_reader_open_at_close_reads_on_where_the_backend_allows(tmp_path: Path, how: str) -> None:
+    """A local file outlives its store: so does an async reader of it, past the
+    read-ahead the close found it with."""
+    data = os.urandom(6 << 20)
+
+    async def main() -> bytes:
+        astore = vs.AsyncStore(vs.LocalFSStore(tmp_path, fsync=False))
+        await astore.put("big", data)
+        async with astore.get("big") as reader:
+            first = await reader.read(10)
+            await astore.close()
+            assert astore.store.closed
+            if how == "async for":
+                rest = b"".join([chunk async for chunk in reader])
+            elif how == "read(n)":
+                rest = b"".join([chunk async for chunk in _reads(reader, 300_000)])
+            else:
+                rest = await reader.read()
+        return first + rest
+
+    assert asyncio.run(main()) == data
+
+
+async def _reads(reader: vs.AsyncObjectReader, size: int) -> AsyncIterator[bytes]:
+    while chunk := await reader.read(size):
+        yield chunk
+
+
+def test_a_cancelled_close_goes_on_and_a_second_close_waits_for_it() -> None:
+    store = Gate.holding("k", b"x")
+
+    async def main() -> None:
+        astore = vs.AsyncStore(store)
+        stat = asyncio.ensure_future(astore.stat("k"))
+        await asyncio.sleep(0.05)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(astore.close(), 0.05)
+        assert astore.closed
+        assert not store.closed  # the stat still runs
+        store.gate.set()
+        await astore.close()
+        assert store.closed
+        assert (await stat).size == 1
+
+    asyncio.run(main())
+
+
+def test_a_close_left_unfinished_by_its_event_loop_is_finished_by_the_next_close() -> None:
+    store = Gate.holding("k", b"x")
+    astore = vs.AsyncStore(store)
+
+    async def first() -> None:
+        stat = asyncio.ensure_future(astore.stat("k"))
+        await asyncio.sleep(0.05)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(astore.close(), 0.05)
+        stat.cancel()  # the loop ends before the close could
+
+    asyncio.run(first())
+    store.gate.set()
+    assert not store.closed
+    asyncio.run(astore.close())
+    assert store.closed
+
+
+def test_a_reader_used_in_another_event_loop_says_so_instead_of_hanging(tmp_path: Path) -> None:
+    astore = vs.AsyncStore(vs.LocalFSStore(tmp_path, fsync=False))
+
+    async def open_one() -> vs.AsyncObjectReader:
+        await astore.put("big", bytes(3 << 20))
+        reader = await astore.get("big")
+        await reader.read(10)
+        return reader
+
+    reader = asyncio.run(open_one())
+
+    async def use(call: Callable[[], Any]) -> None:
+        with pytest.raises(RuntimeError, match="event loop that opened it"):
+            await asyncio.wait_for(call(), 5)
+
+    asyncio.run(use(lambda: reader.read(10)))
+    asyncio.run(use(lambda: reader.__aiter__().__anext__()))
+    asyncio.run(use(reader.close))
+    asyncio.run(astore.close())
+
+
 def test_open_async_store_reads_a_configuration(tmp_path: Path) -> None:
     config = {"storage": {"backend": "localfs", "localfs": {"root": str(tmp_path / "root")}}}
 

@@ -14,7 +14,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ._errors import StorageError
 from ._models import DEFAULT_CHUNK_SIZE as CHUNK
 from ._models import ObjectReader
 
@@ -72,7 +71,7 @@ class ReadAhead:
                     chunk = self._chunks.popleft()
                     self._queued -= len(chunk)
                     if self._queued <= AHEAD // 2 * CHUNK:
-                        with contextlib.suppress(StorageError):  # closing: read on demand, if at all
+                        with contextlib.suppress(RuntimeError):  # no thread: the next take says so
                             self._start()
                     return chunk
                 if self._failure is not None:
@@ -95,7 +94,7 @@ class ReadAhead:
         self._filling = True
         try:
             self._trip = self._run(self._fill)
-        except BaseException:  # the store is closed: StorageError
+        except BaseException:  # no thread to run it on (the loop is shutting down)
             self._filling = False
             raise
 

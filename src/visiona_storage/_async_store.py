@@ -60,6 +60,7 @@ class AsyncStore:
         self._store = store
         self._pool: Executor = ThreadPoolExecutor(max_threads, thread_name_prefix="vs-async")
         self._closing = False
+        self._close_task: asyncio.Task[None] | None = None  # the close under way, or done
         self._calls: set[concurrent.futures.Future[Any]] = set()  # in flight, for `close`
 
     @property
@@ -169,17 +170,26 @@ class AsyncStore:
     async def close(self) -> None:
         """Refuse new calls (`StorageError`), wait for the calls in flight, then close
         the wrapped store and the worker threads. Readers still open go on working
-        where the backend allows (a local file does)."""
-        if self._closing:
-            return
+        where the backend allows (a local file does), on threads of the event loop's
+        default executor. A close whose caller is cancelled goes on to the end, and
+        a second call waits for it (one made in another event loop does not)."""
         self._closing = True
+        loop = asyncio.get_running_loop()
+        task = self._close_task
+        if task is None or task.cancelled():  # the first, or one its loop ended before it did
+            task = self._close_task = loop.create_task(self._close())
+        elif task.get_loop() is not loop:
+            return
+        await asyncio.shield(task)
+
+    async def _close(self) -> None:
         try:
             while running := list(self._calls):
                 await asyncio.wait([asyncio.wrap_future(call) for call in running])
                 for _ in range(3):  # done-callbacks may hand over more: closing what they made
                     await asyncio.sleep(0)
             if not self._store.closed:
-                await asyncio.get_running_loop().run_in_executor(self._pool, self._store.close)
+                await self._run_late(self._store.close)
         finally:
             self._pool.shutdown(wait=False)
 
@@ -205,6 +215,13 @@ class AsyncStore:
         if self._closing:
             raise StorageError(f"AsyncStore over {type(self._store).__name__} is closed")
         return asyncio.wrap_future(self._track(self._pool.submit(call, *arguments, **keywords)))
+
+    def _run_late(self, call: Callable[..., T], *arguments: Any) -> asyncio.Future[T]:
+        """`call` in a worker thread, also once closing: for what outlives `close`
+        (readers still open, the close itself), on the loop's default executor then."""
+        if not self._closing:
+            return self._run(call, *arguments)
+        return asyncio.get_running_loop().run_in_executor(None, call, *arguments)
 
     def _settle(self, done: asyncio.Future[Any], release: Callable[[Any], object]) -> None:
         """Once `done` (a call whose caller was cancelled) ends, `release` what it
@@ -265,7 +282,8 @@ class AsyncObjectReader:
         self._buffered = len(ahead or b"")
         self._closed = False
         self._reading = asyncio.Lock()  # one read at a time reaches the reader
-        self._ahead = ReadAhead(reader, store._run)
+        self._loop = asyncio.get_running_loop()
+        self._ahead = ReadAhead(reader, store._run_late)
         self._pending: asyncio.Future[bytes] | None = None
         """A read of the rest, left running in a worker thread by a whole read whose
         task was cancelled. Its bytes are the next ones returned."""
@@ -287,6 +305,7 @@ class AsyncObjectReader:
         from several tasks take turns; the bytes of a read whose task was cancelled
         are returned by the next one."""
         wanted = -1 if size is None or size < 0 else size
+        self._check_loop()
         async with self._reading:
             return await self._read(wanted)
 
@@ -346,7 +365,7 @@ class AsyncObjectReader:
         if self._pending is None:
             if not self._left():
                 return b""
-            self._pending = self._store._run(self._reader.read, -1)
+            self._pending = self._store._run_late(self._reader.read, -1)
         data = await asyncio.shield(self._pending)  # cancelled, it stays pending
         self._pending = None
         return data
@@ -357,6 +376,7 @@ class AsyncObjectReader:
     async def _chunks(self) -> AsyncIterator[bytes]:
         """Chunks of up to 1 MiB, read ahead in a worker thread while the caller
         handles this one."""
+        self._check_loop()
         while True:
             async with self._reading:
                 if not self._buffered and self._pending is None and not self._closed:
@@ -368,6 +388,12 @@ class AsyncObjectReader:
                 return
             yield chunk
 
+    def _check_loop(self) -> None:
+        """Raise ``RuntimeError`` unless called in the event loop that opened the
+        reader: its reading ahead settles futures of that loop."""
+        if asyncio.get_running_loop() is not self._loop:
+            raise RuntimeError("an AsyncObjectReader is used only in the event loop that opened it")
+
     async def _settled(self) -> None:
         """Wait for a read still running in a worker thread."""
         if self._pending is not None:
@@ -375,9 +401,11 @@ class AsyncObjectReader:
             self._pending = None
 
     async def close(self) -> None:
-        """Free the backend's handle, once a read in flight ends. Never raises; closing
-        twice does nothing."""
+        """Free the backend's handle, once a read in flight ends. Raises only
+        ``RuntimeError`` if called in another event loop than the one that opened
+        the reader (it would wait for that loop forever); closing twice does nothing."""
         if not self._closed:
+            self._check_loop()
             self._closed = True
             self._parts.clear()
             self._buffered = 0
