@@ -197,7 +197,13 @@ def test_an_unreachable_endpoint_is_a_storage_error_naming_it() -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [{"endpoint": "not a url"}, {"endpoint": "ftp://x"}, {"part_size": 1024}, {"region": "bad region!"}],
+    [
+        {"endpoint": "not a url"},
+        {"endpoint": "ftp://x"},
+        {"part_size": 1024},
+        {"region": "bad region!"},
+        {"max_connections": 0},
+    ],
 )
 def test_a_bad_configuration_is_a_config_error(options: dict[str, Any]) -> None:
     with pytest.raises(vs.ConfigError):
@@ -364,3 +370,21 @@ def test_async_store_threads_fit_in_the_connection_pool(
         asyncio.run(main())
     store.close()
     assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
+
+
+def test_max_connections_reaches_the_client_from_the_configuration(moto: S3Server, bucket: str) -> None:
+    def config(connections: int) -> dict[str, Any]:
+        s3 = {
+            "endpoint": moto.endpoint,
+            "bucket": bucket,
+            "access_key": moto.access_key,
+            "secret_key": moto.secret_key,
+            "max_connections": connections,
+        }
+        return {"storage": {"backend": "s3", "s3": s3}}
+
+    with vs.open_store(config(300)) as store:
+        assert isinstance(store, vs.S3Store)
+        assert store._client.meta.config.max_pool_connections == 300
+    with pytest.raises(vs.ConfigError, match="max_connections"):
+        vs.open_store(config(0))

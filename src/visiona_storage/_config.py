@@ -53,6 +53,8 @@ class S3Config:
     secret_key: str | None = field(default=None, repr=False)
     part_size: int = 8 << 20
     concurrency: int = 4
+    max_connections: int = 64
+    """Connections kept open for reuse (`S3Store`'s `max_connections`)."""
     cors_origins: tuple[str, ...] = ()
     """Origins whose pages may use the bucket's presigned URLs (`visiona-storage setup`
     applies the CORS rule)."""
@@ -142,6 +144,7 @@ def open_store(source: ConfigSource = None) -> Store:
             secret_key=s3.secret_key,
             part_size=s3.part_size,
             concurrency=s3.concurrency,
+            max_connections=s3.max_connections,
         )
     from .backends.localfs import LocalFSStore  # noqa: PLC0415 - avoids an import cycle
 
@@ -304,6 +307,8 @@ def check_config(config: StorageConfig) -> StorageConfig:
         raise ConfigError("storage.s3.bucket: the s3 backend needs a bucket (S3_BUCKET without a file)")
     if config.backend == "s3" and bool(config.s3.access_key) != bool(config.s3.secret_key):
         raise ConfigError("storage.s3: give both access_key and secret_key, or neither")
+    if config.s3.max_connections < 1:
+        raise ConfigError("storage.s3.max_connections: must be at least 1")
     if not 0 < config.server.port < 65536:
         raise ConfigError(f"storage.server.port: {config.server.port} is not a TCP port")
     server = config.server

@@ -39,12 +39,12 @@ log = logging.getLogger("visiona_storage.s3")
 
 DEFAULT_PART_SIZE = 8 << 20
 
-POOL_CONNECTIONS = 64
-"""Connections to the endpoint kept open for reuse, at most: enough for the 16
-worker threads of an `AsyncStore` (or a caller's own threads) each uploading
-`concurrency` parts at a time. A connection is opened only when a request needs
-one; beyond the pool, each extra one would be closed after its request (and
-urllib3 would log "Connection pool is full")."""
+DEFAULT_MAX_CONNECTIONS = 64
+"""Connections to the endpoint kept open for reuse, at most, by default: enough
+for the 16 worker threads of an `AsyncStore` (or a caller's own threads) each
+uploading 4 parts at a time. A connection is opened only when a request needs
+one; beyond the pool, each extra one is closed after its request (and urllib3
+logs "Connection pool is full")."""
 
 
 class S3Store(Store):
@@ -55,6 +55,8 @@ class S3Store(Store):
     boto3's default streaming checksums). Bodies over `part_size`, or of
     unknown size, go up as multipart uploads of `part_size` parts, `concurrency`
     at a time, so memory stays near ``(concurrency + 1) * part_size``.
+    `max_connections` connections are kept open for reuse, at most: as many as
+    requests run at once (readers left open each hold one) spares reopening them.
     `access_key` and `secret_key` default to boto3's usual sources. `verify` is
     False to skip TLS verification or the path of a CA bundle.
 
@@ -84,6 +86,7 @@ class S3Store(Store):
         session_token: str | None = None,
         part_size: int = DEFAULT_PART_SIZE,
         concurrency: int = 4,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
         list_page_size: int = 1000,
         verify: bool | str = True,
         connect_timeout: float = 10,
@@ -93,6 +96,8 @@ class S3Store(Store):
     ) -> None:
         if part_size < 5 << 20:
             raise ConfigError("part_size must be at least 5 MiB, S3's minimum")
+        if max_connections < 1:
+            raise ConfigError("max_connections must be at least 1")
         parsed = urlsplit(endpoint)
         if endpoint and (parsed.scheme not in ("http", "https") or not parsed.hostname):
             raise ConfigError(
@@ -111,7 +116,7 @@ class S3Store(Store):
             signature_version="s3v4",
             s3={"addressing_style": "path" if custom else "auto"},
             retries={"max_attempts": max_attempts, "mode": "standard"},
-            max_pool_connections=max(POOL_CONNECTIONS, 4 * self.concurrency),
+            max_pool_connections=max_connections,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             request_checksum_calculation="when_required" if custom else "when_supported",
