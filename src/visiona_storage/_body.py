@@ -57,7 +57,7 @@ class Body:
         self._can_readinto = True
         self._reading = ReadingData(key)
         if isinstance(data, (bytes, bytearray, memoryview)):
-            view = memoryview(data).cast("B")
+            view = flat(memoryview(data))
             if size not in (-1, len(view)):
                 raise self._mismatch(size, len(view))
             self._bytes = view
@@ -197,10 +197,16 @@ class Body:
         return size_mismatch(self.key, declared, actual)
 
 
+def flat(view: memoryview) -> memoryview:
+    """`view` as one run of bytes: cast to bytes if contiguous, else copied (a
+    strided view, ``memoryview(b"abcdef")[::2]``, holds ``b"ace"``)."""
+    return view.cast("B") if view.c_contiguous else memoryview(view.tobytes())
+
+
 def check_chunk(chunk: object, key: str) -> BytesLike:
     """`chunk` as a flat bytes-like object; `InvalidArgumentError` if it is not one."""
     if isinstance(chunk, memoryview):
-        return chunk.cast("B")
+        return flat(chunk)
     if isinstance(chunk, (bytes, bytearray)):
         return chunk
     raise InvalidArgumentError(

@@ -85,11 +85,14 @@ class AsyncConformance:
             await astore.put("k/file", io.BytesIO(b"file" * 1000), size=4000)
             parts: list[bytes | bytearray | memoryview] = [b"a", memoryview(b"b"), bytearray(b"c")]
             await astore.put("k/iterable", iter(parts))
-            await astore.put("k/async", _chunks(b"a" * 1000, bytearray(b"b" * 10), memoryview(b"c"), b""))
+            await astore.put(
+                "k/async",
+                _chunks(b"a" * 1000, bytearray(b"b" * 10), memoryview(b"c"), b"", memoryview(b"xyz!")[::2]),
+            )
             assert await _read(astore, "k/bytes") == b"xyz"
             assert await _read(astore, "k/file") == b"file" * 1000
             assert await _read(astore, "k/iterable") == b"abc"
-            assert await _read(astore, "k/async") == b"a" * 1000 + b"b" * 10 + b"c"
+            assert await _read(astore, "k/async") == b"a" * 1000 + b"b" * 10 + b"c" + b"xz"
 
         _run(test, store)
 

@@ -248,8 +248,12 @@ class StoreConformance(AsyncConformance):
     def test_put_accepts_bytearray_and_memoryview(self, store: Store) -> None:
         store.put("bytearray", bytearray(b"xyz"))
         store.put("memoryview", memoryview(b"uvw"))
+        store.put("strided", memoryview(b"abcdef")[::2])  # not contiguous: its bytes, in order
+        store.put("strided-chunks", iter([memoryview(b"abcdef")[::2], memoryview(b"123456")[1::2]]))
         assert _read_all(store.get("bytearray")) == b"xyz"
         assert _read_all(store.get("memoryview")) == b"uvw"
+        assert _read_all(store.get("strided")) == b"ace"
+        assert _read_all(store.get("strided-chunks")) == b"ace246"
 
     def test_large_stream_of_unknown_size_round_trips(self, store: Store) -> None:
         size = self.large_object_size
