@@ -8,7 +8,7 @@ API, in the same run:
 - the worst stall of the event loop during that async put and get: how late a
   task that sleeps 1 ms at a time wakes, against the same loop idle;
 - beside the figures that miss their target, their floor in the same run: the
-  least work the same design does, with nothing of ours around it. For localfs
+  least work the same design does, with none of the library's code around it. For localfs
   puts, the layout's bare system calls (a data file and its sidecar, each a new
   inode) on the same 16 worker threads, and beside them one file with its
   metadata in an xattr, the design change that would lift that floor; for Ceph,
@@ -44,6 +44,7 @@ import visiona_storage._async_read as read_ahead
 from _common import Figure, LoopStallWatch, interleaved, table
 from s3_vs_boto3 import boto3_client, ceph_env, obstore_s3
 from visiona_storage.backends.localfs._layout import SIDECAR_SUFFIX
+from visiona_storage.backends.s3._store import DEFAULT_MAX_CONNECTIONS
 
 MiB = 1 << 20
 CONCURRENT = 1000
@@ -325,7 +326,7 @@ def figures(runs: int = 5, mib: int = 256, folder: str | None = None) -> list[Fi
             )
         found += big_figures(runs, mib, work)
         with ceph_env(os.path.join(work, "ceph")) as env:
-            client = boto3_client(env)
+            client = boto3_client(env, connections=DEFAULT_MAX_CONNECTIONS)  # S3Store's pool
             client.create_bucket(Bucket="bench-async")
             with vs.S3Store(
                 "bench-async",

@@ -40,7 +40,9 @@ SERVER_PIDS = "BENCH_CEPH_PIDS"
 """The environment variable that gives a child the PIDs of Ceph's daemons (comma-separated)."""
 
 
-def boto3_client(env: dict[str, str]) -> Any:
+def boto3_client(env: dict[str, str], connections: int = 10) -> Any:
+    """A boto3 client of the Ceph cluster `env` names, with `connections` pooled
+    (botocore's default: 10)."""
     import boto3  # noqa: PLC0415 - measured in the child only
     from botocore.config import Config  # noqa: PLC0415
 
@@ -54,6 +56,7 @@ def boto3_client(env: dict[str, str]) -> Any:
             s3={"addressing_style": "path"},
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
+            max_pool_connections=connections,
         ),
     )
 

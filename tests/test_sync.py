@@ -366,7 +366,10 @@ def test_sync_command_between_configuration_files(
         assert _contents(dst) == _contents(src)
         dst.put("extra", b"x")
     assert main(["sync", "--from", str(a), "--to", str(b), "--delete"]) == 0
-    summary = "skipped 5 (same SHA-256 at both ends; 5 proved by the listings alone), deleted 1, failed 0"
+    summary = (
+        "skipped 5 (the same bytes, content type and metadata at both ends;"
+        " 5 without a request of their own), deleted 1, failed 0"
+    )
     assert summary in capsys.readouterr().out
 
 
@@ -827,6 +830,23 @@ def test_the_command_refuses_overlapping_roots_before_making_either(
         assert sorted(p.name for p in inner_root.iterdir()) == ["y1"]
 
 
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_a_destination_root_that_is_a_file_is_an_error_not_a_new_root(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], dry_run: bool
+) -> None:
+    a = _config(tmp_path / "a.yaml", tmp_path / "a")
+    with vs.open_store(a) as src:
+        src.put("k", b"v")
+    (tmp_path / "file").write_bytes(b"not a folder")
+    b = _config(tmp_path / "b.yaml", tmp_path / "file")
+    assert main(["sync", "--from", str(a), "--to", str(b), *(["--dry-run"] if dry_run else [])]) != 0
+    err = capsys.readouterr().err
+    assert "does not exist" not in err
+    assert "making" not in err
+    assert "storage root" in err
+    assert (tmp_path / "file").read_bytes() == b"not a folder"
+
+
 def test_two_stores_on_one_root_are_refused(tmp_path: Path) -> None:
     with vs.LocalFSStore(tmp_path / "r") as a, vs.LocalFSStore(tmp_path / "r") as b:
         a.put("k", b"v")
@@ -869,6 +889,7 @@ def test_the_summary_says_why_keys_were_skipped_and_sizes_read_for_a_person() ->
     report = vs.SyncReport(copied=1, skipped=3, bytes_copied=900, skipped_as_listed=2)
     output.finish(report)
     assert out.getvalue().startswith(
-        "copied 1 (900 B), skipped 3 (same SHA-256 at both ends; 2 proved by the listings alone), "
+        "copied 1 (900 B), skipped 3 (the same bytes, content type and metadata at both ends;"
+        " 2 without a request of their own), "
         "deleted 0, failed 0 in "
     )

@@ -22,9 +22,9 @@ AHEAD = 2
 `read(n)` asked for): what a reader holds besides the chunk being read and the one
 the caller has. Two, not more: the chunks are allocated in a worker thread's
 malloc arena and freed by the event loop, and with four waiting, glibc's arena
-often found a freed run at its top above its trim threshold and gave the pages
-back, so that every chunk after it faulted its pages in again (30,000 page faults
-and 4 times the time for 256 MiB; about 750 with two)."""
+often finds a freed run at its top above its trim threshold and returns its
+pages, so that the chunks after it fault their pages in again (for a 256 MiB
+get, about 40 times the page faults and 4 times the time)."""
 
 MAX_STEP = 4 * CHUNK
 """The largest chunk read ahead, for reads that ask for more than 1 MiB at once."""
@@ -52,11 +52,6 @@ class ReadAhead:
         self._closed = False  # no more trips: the reader is being closed
         self._waiter: asyncio.Future[None] | None = None  # the loop waits for a chunk
         self._queued = 0  # bytes in `_chunks`
-        self._wake_at = 1
-        """Bytes to queue before waking the loop that waits for a chunk: any at first,
-        then all but the last MiB `AHEAD` allows, since a loop that had to wait takes
-        chunks faster than they are read, and each wake costs about as much as
-        reading a MiB from the page cache."""
         self._trip: asyncio.Future[None] | None = None  # a trip running, or its end not seen
         self.step = 0
         """Bytes each read of the trip asks for; set by the caller before `take`."""
@@ -83,7 +78,12 @@ class ReadAhead:
                     self._start()
                 waiter = self._waiter = self._loop.create_future()
             await waiter
-            self._wake_at = (AHEAD - 1) * CHUNK
+
+    @property
+    def idle(self) -> bool:
+        """True if no trip runs: nothing to wait for before closing the reader."""
+        with self._lock:
+            return not self._filling
 
     def _start(self) -> None:
         """Start a trip unless one runs, the end is reached or an error waits (the
@@ -123,7 +123,7 @@ class ReadAhead:
                 if chunk:
                     self._chunks.append(chunk)
                     self._queued += len(chunk)
-                    waiter = self._waker() if self._queued >= self._wake_at else None
+                    waiter = self._waker()  # a loop waiting for a chunk
                 else:
                     self._ended = True
                     waiter = self._waker()

@@ -178,8 +178,8 @@ class AsyncStore:
         task = self._close_task
         if task is None or task.cancelled():  # the first, or one its loop ended before it did
             task = self._close_task = loop.create_task(self._close())
-        elif task.get_loop() is not loop:
-            return
+        elif task.done() or task.get_loop() is not loop:
+            return  # its error, if any, went to the call that started it
         await asyncio.shield(task)
 
     async def _close(self) -> None:
@@ -403,8 +403,13 @@ class AsyncObjectReader:
     async def close(self) -> None:
         """Free the backend's handle, once a read in flight ends. Raises only
         ``RuntimeError`` if called in another event loop than the one that opened
-        the reader (it would wait for that loop forever); closing twice does nothing."""
+        the reader while a read of that loop's is in flight (it would wait for that
+        loop forever); closing twice does nothing."""
         if not self._closed:
+            if asyncio.get_running_loop() is not self._loop and self._ahead.idle and self._pending is None:
+                self._closed = True  # nothing of the other loop's to wait for
+                self._reader.close()
+                return
             self._check_loop()
             self._closed = True
             self._parts.clear()

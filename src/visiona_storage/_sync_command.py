@@ -113,8 +113,8 @@ def _open_destination(config: StorageConfig, *, dry_run: bool) -> Store:
     """The destination store. A localfs root that does not exist is made, with a
     line on stderr (a mistyped root shows at once); a dry run makes nothing and
     compares against an empty store instead."""
-    if config.backend != "localfs" or os.path.isdir(config.localfs.root):
-        return open_store(config)
+    if config.backend != "localfs" or os.path.lexists(config.localfs.root):
+        return open_store(config)  # a root that is not a folder: open_store says so
     root = os.path.abspath(config.localfs.root)
     if dry_run:
         print(f"visiona-storage: the destination root {root} does not exist yet", file=sys.stderr)
@@ -138,7 +138,9 @@ def _identity(config: StorageConfig) -> str | None:
     """The `Store.identity` a localfs store of `config` will have; None for others."""
     if config.backend != "localfs":
         return None
-    return f"localfs:{os.path.realpath(config.localfs.root)}"
+    from .backends.localfs._store import identity_of  # noqa: PLC0415 - as open_store does
+
+    return identity_of(config.localfs.root)
 
 
 def config_named(config: StorageConfig, name: str, option: str) -> StorageConfig:
@@ -202,10 +204,14 @@ class _Output:
         verb = "would copy" if self.dry_run else "copied"
         gone = "would delete" if self.dry_run else "deleted"
         seconds = now - self.started
-        rate = f" at {size_shown(r.bytes_copied / seconds)}/s" if report is None and seconds >= 1 else ""
+        live = report is None and not self.dry_run and seconds >= 1
+        rate = f" at {size_shown(r.bytes_copied / seconds)}/s" if live else ""
         why = ""
         if report is not None and r.skipped:
-            why = f" (same SHA-256 at both ends; {r.skipped_as_listed} proved by the listings alone)"
+            why = (
+                f" (the same bytes, content type and metadata at both ends;"
+                f" {r.skipped_as_listed} without a request of their own)"
+            )
         return (
             f"{verb} {r.copied} ({size_shown(r.bytes_copied)}{rate}), skipped {r.skipped}{why}, "
             f"{gone} {r.deleted}, failed {r.failed} in {seconds:.1f} s"

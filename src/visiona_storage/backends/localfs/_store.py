@@ -25,6 +25,12 @@ from ._signing_keys import load_or_create_keys
 _STALE_TEMP_AGE = 60.0
 
 
+def identity_of(root: str | os.PathLike[str]) -> str:
+    """The `Store.identity` of a LocalFSStore on `root`: ``localfs:`` and the root's
+    real path (symlinks resolved; a root still to be made, as it will be)."""
+    return f"localfs:{os.path.realpath(root)}"
+
+
 class LocalFSStore(Committing, Listing, Store):
     """A `Store` keeping key ``a/b/c.nef`` as the file ``root/a/b/c.nef``.
 
@@ -67,7 +73,7 @@ class LocalFSStore(Committing, Listing, Store):
             self._root_dev = os.fstat(self._root_fd).st_dev
         except OSError as exc:
             raise StorageError(f"cannot open storage root {self.root!r}: {exc.strerror}") from exc
-        self._identity = f"localfs:{os.path.realpath(self.root)}"
+        self._identity = identity_of(self.root)
 
     def __repr__(self) -> str:
         return f"LocalFSStore(root={self.root!r}, base_url={self.base_url!r}, fsync={self.fsync})"
