@@ -106,7 +106,7 @@ def _kill_rounds(
         finish = _sync(source, target)
         out, err = finish.communicate(timeout=600)
         assert finish.returncode == 0, err.decode()
-        summary = re.match(r"copied (\d+) .*, skipped (\d+),", out.decode())
+        summary = re.match(r"copied (\d+) \(.*?\), skipped (\d+)\b", out.decode())
         assert summary is not None, out.decode()
         copied, skipped = int(summary[1]), int(summary[2])
         # A server may still finish an upload the killed client had wholly sent.
