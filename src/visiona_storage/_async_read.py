@@ -80,6 +80,11 @@ class ReadAhead:
             await waiter
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop that made it: the one whose futures its trips settle."""
+        return self._loop
+
+    @property
     def idle(self) -> bool:
         """True if no trip runs: nothing to wait for before closing the reader."""
         with self._lock:

@@ -282,7 +282,6 @@ class AsyncObjectReader:
         self._buffered = len(ahead or b"")
         self._closed = False
         self._reading = asyncio.Lock()  # one read at a time reaches the reader
-        self._loop = asyncio.get_running_loop()
         self._ahead = ReadAhead(reader, store._run_late)
         self._pending: asyncio.Future[bytes] | None = None
         """A read of the rest, left running in a worker thread by a whole read whose
@@ -391,7 +390,7 @@ class AsyncObjectReader:
     def _check_loop(self) -> None:
         """Raise ``RuntimeError`` unless called in the event loop that opened the
         reader: its reading ahead settles futures of that loop."""
-        if asyncio.get_running_loop() is not self._loop:
+        if asyncio.get_running_loop() is not self._ahead.loop:
             raise RuntimeError("an AsyncObjectReader is used only in the event loop that opened it")
 
     async def _settled(self) -> None:
@@ -406,7 +405,8 @@ class AsyncObjectReader:
         the reader while a read of that loop's is in flight (it would wait for that
         loop forever); closing twice does nothing."""
         if not self._closed:
-            if asyncio.get_running_loop() is not self._loop and self._ahead.idle and self._pending is None:
+            elsewhere = asyncio.get_running_loop() is not self._ahead.loop
+            if elsewhere and self._ahead.idle and self._pending is None:
                 self._closed = True  # nothing of the other loop's to wait for
                 self._reader.close()
                 return
